@@ -1,0 +1,316 @@
+// SPDX-License-Identifier: MIT
+/*
+ * chan: transports to the host (see chan.h).
+ *
+ * virtio-serial needs care.  While no process on the host has the chardev
+ * open, the port polls as POLLHUP and reads return 0, forever: polling it
+ * then spins the CPU.  qemu-ga sleeps 100 ms per wakeup instead.  We stop
+ * polling the port ("host away") and wait for the SIGIO that the
+ * virtio_console driver raises when the host side opens (we own the fd
+ * with F_SETOWN/O_ASYNC), with a once-a-second look as a fallback.  The
+ * guest is idle while no host is attached, and answers at once when one is.
+ *
+ * Listen methods serve one client at a time: the listening fd is not
+ * polled while a client is connected, so later connects queue in the
+ * kernel backlog, exactly as with qemu-ga.
+ */
+#include "chan.h"
+
+#include "cleanup.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/vm_sockets.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <termios.h>
+#include <unistd.h>
+
+#define HOST_AWAY_RECHECK_MS 1000
+
+struct chan {
+	enum chan_method method;
+	int fd;        /* device, or listening socket */
+	int client;    /* accepted client (listen methods) */
+	bool host_away; /* virtio-serial: host side closed */
+};
+
+static const char *const method_names[] = {
+	[CHAN_VIRTIO_SERIAL] = "virtio-serial",
+	[CHAN_ISA_SERIAL] = "isa-serial",
+	[CHAN_UNIX_LISTEN] = "unix-listen",
+	[CHAN_VSOCK_LISTEN] = "vsock-listen",
+};
+
+int chan_method_parse(const char *name, enum chan_method *ret)
+{
+	for (size_t i = 0; i < sizeof(method_names) / sizeof(method_names[0]); i++)
+		if (!strcmp(name, method_names[i])) {
+			*ret = (enum chan_method)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+const char *chan_method_name(enum chan_method m)
+{
+	return method_names[m];
+}
+
+const char *chan_default_path(enum chan_method m)
+{
+	switch (m) {
+	case CHAN_VIRTIO_SERIAL: return "/dev/virtio-ports/org.qemu.guest_agent.0";
+	case CHAN_ISA_SERIAL: return "/dev/ttyS0";
+	default: return NULL;
+	}
+}
+
+static bool is_listen(const struct chan *c)
+{
+	return c->method == CHAN_UNIX_LISTEN || c->method == CHAN_VSOCK_LISTEN;
+}
+
+static int open_virtio(struct chan *c, const char *path, struct err *e)
+{
+	c->fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (c->fd < 0)
+		return err_sys(e, -errno, "cannot open channel '%s'", path);
+	/* Ask for SIGIO when the host side opens the port. */
+	if (fcntl(c->fd, F_SETOWN, getpid()) < 0 ||
+	    fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_ASYNC) < 0)
+		log_warn("cannot enable SIGIO on '%s' (%s); relying on periodic checks", path,
+			 strerror(errno));
+	return 0;
+}
+
+static int open_serial(struct chan *c, const char *path, struct err *e)
+{
+	c->fd = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+	if (c->fd < 0)
+		return err_sys(e, -errno, "cannot open channel '%s'", path);
+	struct termios t;
+	if (tcgetattr(c->fd, &t) < 0)
+		return err_sys(e, -errno, "'%s' is not a serial port", path);
+	/* raw: no echo, no CR/LF translation, no flow control; 38400 baud */
+	cfmakeraw(&t);
+	t.c_iflag &= ~(unsigned)(IXON | IXOFF | IXANY);
+	t.c_cflag |= CLOCAL | CREAD;
+	t.c_cflag &= ~(unsigned)CRTSCTS;
+	t.c_cc[VMIN] = 1;
+	t.c_cc[VTIME] = 0;
+	cfsetispeed(&t, B38400);
+	cfsetospeed(&t, B38400);
+	if (tcsetattr(c->fd, TCSANOW, &t) < 0)
+		return err_sys(e, -errno, "cannot configure serial port '%s'", path);
+	(void)tcflush(c->fd, TCIFLUSH);
+	return 0;
+}
+
+static int listen_unix(struct chan *c, const char *path, struct err *e)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return err_set(e, -ENAMETOOLONG, "socket path '%s' is too long", path);
+	strcpy(sa.sun_path, path);
+	struct stat st;
+	/* Replace a stale socket from an earlier run, but never a regular file. */
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+		(void)unlink(path);
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (c->fd < 0)
+		return err_sys(e, -errno, "cannot create socket");
+	if (bind(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return err_sys(e, -errno, "cannot bind to '%s'", path);
+	if (listen(c->fd, 1) < 0)
+		return err_sys(e, -errno, "cannot listen on '%s'", path);
+	return 0;
+}
+
+static int listen_vsock(struct chan *c, const char *path, struct err *e)
+{
+	unsigned cid, port;
+	char tail;
+	if (sscanf(path, "%u:%u%c", &cid, &port, &tail) != 2)
+		return err_set(e, -EINVAL, "vsock address '%s' is not <cid>:<port>", path);
+	struct sockaddr_vm sa = {.svm_family = AF_VSOCK, .svm_cid = cid, .svm_port = port};
+	c->fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (c->fd < 0)
+		return err_sys(e, -errno, "cannot create vsock socket");
+	if (bind(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return err_sys(e, -errno, "cannot bind to vsock '%s'", path);
+	if (listen(c->fd, 1) < 0)
+		return err_sys(e, -errno, "cannot listen on vsock '%s'", path);
+	return 0;
+}
+
+/* systemd socket activation: exactly one listening socket in fd 3. */
+static int from_activation(struct chan *c, bool *used, struct err *e)
+{
+	*used = false;
+	const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+	if (!pid || !fds || strtol(pid, NULL, 10) != getpid())
+		return 0;
+	long n = strtol(fds, NULL, 10);
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	if (n != 1)
+		return err_set(e, -EINVAL,
+			       "quiesce-agent only supports listening on one socket (got %ld)", n);
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	if (getsockname(3, (struct sockaddr *)&ss, &len) < 0)
+		return err_sys(e, -errno, "socket passed by systemd is unusable");
+	if (ss.ss_family == AF_UNIX)
+		c->method = CHAN_UNIX_LISTEN;
+	else if (ss.ss_family == AF_VSOCK)
+		c->method = CHAN_VSOCK_LISTEN;
+	else
+		return err_set(e, -EAFNOSUPPORT, "socket passed by systemd is neither unix nor vsock");
+	c->fd = 3;
+	(void)fcntl(3, F_SETFD, FD_CLOEXEC);
+	(void)fcntl(3, F_SETFL, fcntl(3, F_GETFL) | O_NONBLOCK);
+	*used = true;
+	return 0;
+}
+
+int chan_open(struct chan **ret, enum chan_method m, const char *path, struct err *e)
+{
+	struct chan *c = calloc(1, sizeof(*c));
+	if (!c)
+		return err_set(e, -ENOMEM, "out of memory");
+	c->method = m;
+	c->fd = c->client = -1;
+	bool activated;
+	int r = from_activation(c, &activated, e);
+	if (r == 0 && !activated) {
+		if (!path)
+			path = chan_default_path(m);
+		if (!path)
+			r = err_set(e, -EINVAL, "must specify a path for this channel");
+		else if (m == CHAN_VIRTIO_SERIAL)
+			r = open_virtio(c, path, e);
+		else if (m == CHAN_ISA_SERIAL)
+			r = open_serial(c, path, e);
+		else if (m == CHAN_UNIX_LISTEN)
+			r = listen_unix(c, path, e);
+		else
+			r = listen_vsock(c, path, e);
+	}
+	if (r < 0) {
+		chan_close(c);
+		return r;
+	}
+	*ret = c;
+	return 0;
+}
+
+void chan_close(struct chan *c)
+{
+	if (!c)
+		return;
+	if (c->client >= 0)
+		(void)close(c->client);
+	if (c->fd >= 0)
+		(void)close(c->fd);
+	free(c);
+}
+
+bool chan_is_connected(const struct chan *c)
+{
+	return is_listen(c) ? c->client >= 0 : !c->host_away;
+}
+
+void chan_prepare(struct chan *c, struct pollfd *pfd, bool want_input, bool want_output,
+		  int *timeout_ms)
+{
+	pfd->revents = 0;
+	pfd->events = (short)((want_input ? POLLIN : 0) | (want_output ? POLLOUT : 0));
+	if (is_listen(c)) {
+		if (c->client >= 0) {
+			pfd->fd = c->client;
+		} else {
+			pfd->fd = c->fd;
+			pfd->events = POLLIN;
+		}
+		return;
+	}
+	if (c->host_away) {
+		pfd->fd = -1; /* ignored by poll */
+		if (*timeout_ms < 0 || *timeout_ms > HOST_AWAY_RECHECK_MS)
+			*timeout_ms = HOST_AWAY_RECHECK_MS;
+		return;
+	}
+	pfd->fd = c->fd;
+}
+
+void chan_wakeup(struct chan *c)
+{
+	c->host_away = false;
+}
+
+static enum chan_event drop_client(struct chan *c)
+{
+	(void)close(c->client);
+	c->client = -1;
+	return CHAN_DISCONNECTED;
+}
+
+enum chan_event chan_process(struct chan *c, short revents, char *buf, size_t cap, size_t *n,
+			     struct err *e)
+{
+	*n = 0;
+	if (is_listen(c) && c->client < 0) {
+		if (!(revents & POLLIN))
+			return CHAN_IDLE;
+		c->client = accept4(c->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (c->client < 0)
+			return CHAN_IDLE; /* a client that gave up before accept */
+		return CHAN_CONNECTED;
+	}
+	if (c->host_away) { /* the periodic look: try the port again */
+		c->host_away = false;
+		return CHAN_IDLE;
+	}
+	if (!revents)
+		return CHAN_IDLE;
+	int fd = is_listen(c) ? c->client : c->fd;
+	if (revents & (POLLIN | POLLHUP | POLLERR)) {
+		ssize_t r = read(fd, buf, cap);
+		if (r > 0) {
+			*n = (size_t)r;
+			return CHAN_DATA;
+		}
+		if (r < 0 && (errno == EAGAIN || errno == EINTR))
+			return CHAN_IDLE;
+		if (is_listen(c))
+			return drop_client(c);
+		if (r < 0 && c->method != CHAN_VIRTIO_SERIAL) {
+			err_sys(e, -errno, "error reading channel");
+			return CHAN_FAILED;
+		}
+		/* virtio-serial: EOF (or an error) while the host is away */
+		c->host_away = true;
+		return CHAN_DISCONNECTED;
+	}
+	return CHAN_IDLE;
+}
+
+ssize_t chan_write(struct chan *c, const char *p, size_t n)
+{
+	int fd = is_listen(c) ? c->client : c->fd;
+	if (fd < 0 || (!is_listen(c) && c->host_away))
+		return -EPIPE;
+	ssize_t r = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (r < 0 && errno == ENOTSOCK)
+		r = write(fd, p, n);
+	if (r < 0)
+		return errno == EINTR ? -EAGAIN : -errno;
+	return r;
+}

@@ -1,0 +1,282 @@
+// SPDX-License-Identifier: MIT
+/*
+ * options: flags and config file, qemu-ga style (see options.h).
+ *
+ * Two getopt passes: the first only finds -c (the config file must be read
+ * before flags override it), the second applies every flag.  -F takes an
+ * optional argument that must be attached (-F/path), as in qemu-ga.
+ */
+#include "options.h"
+
+#include "build-config.h"
+#include "cleanup.h"
+#include "keyfile.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DEFAULT_CONFIG "/etc/qemu/qemu-ga.conf"
+#define DEFAULT_HOOK "/etc/qemu/fsfreeze-hook"
+#define DEFAULT_STATEDIR "/var/run"
+#define DEFAULT_PIDFILE "/var/run/quiesce-agent.pid"
+#define MAX_CONFIG_SIZE (1u << 20)
+
+static const char short_opts[] = "hVvdc:m:p:l:f:F::b:a:s:t:Dr";
+static const struct option long_opts[] = {
+	{"help", no_argument, NULL, 'h'},
+	{"version", no_argument, NULL, 'V'},
+	{"verbose", no_argument, NULL, 'v'},
+	{"daemonize", no_argument, NULL, 'd'},
+	{"config", required_argument, NULL, 'c'},
+	{"method", required_argument, NULL, 'm'},
+	{"path", required_argument, NULL, 'p'},
+	{"logfile", required_argument, NULL, 'l'},
+	{"pidfile", required_argument, NULL, 'f'},
+	{"fsfreeze-hook", optional_argument, NULL, 'F'},
+	{"block-rpcs", required_argument, NULL, 'b'},
+	{"blacklist", required_argument, NULL, 'b'}, /* qemu-ga's old spelling */
+	{"allow-rpcs", required_argument, NULL, 'a'},
+	{"service", required_argument, NULL, 's'},
+	{"statedir", required_argument, NULL, 't'},
+	{"dump-conf", no_argument, NULL, 'D'},
+	{"retry-path", no_argument, NULL, 'r'},
+	{NULL, 0, NULL, 0},
+};
+
+static int set_str(char **dst, const char *v, struct err *e)
+{
+	char *copy = strdup(v);
+	if (!copy)
+		return err_set(e, -ENOMEM, "out of memory");
+	free(*dst);
+	*dst = copy;
+	return 0;
+}
+
+static int parse_bool(const char *v, bool *ret)
+{
+	if (!strcmp(v, "true") || !strcmp(v, "1"))
+		*ret = true;
+	else if (!strcmp(v, "false") || !strcmp(v, "0"))
+		*ret = false;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static int config_key(void *opaque, const char *group, const char *key, const char *value,
+		      unsigned line, struct err *e)
+{
+	struct agent_options *o = opaque;
+	if (strcmp(group, "general"))
+		return 0;
+	bool *flag = !strcmp(key, "daemon")       ? &o->daemonize
+		     : !strcmp(key, "verbose")    ? &o->verbose
+		     : !strcmp(key, "retry-path") ? &o->retry_path
+						  : NULL;
+	if (flag) {
+		if (parse_bool(value, flag) < 0)
+			return err_set(e, -EINVAL, "line %u: '%s' needs true or false, not '%s'",
+				       line, key, value);
+		return 0;
+	}
+	char **str = !strcmp(key, "method")          ? &o->method
+		     : !strcmp(key, "path")          ? &o->path
+		     : !strcmp(key, "logfile")       ? &o->logfile
+		     : !strcmp(key, "pidfile")       ? &o->pidfile
+		     : !strcmp(key, "statedir")      ? &o->statedir
+		     : !strcmp(key, "fsfreeze-hook") ? &o->fsfreeze_hook
+						     : NULL;
+	if (str)
+		return set_str(str, value, e);
+	if (!strcmp(key, "block-rpcs") || !strcmp(key, "blacklist"))
+		return strlist_add_split(&o->block_rpcs, value, ',');
+	if (!strcmp(key, "allow-rpcs"))
+		return strlist_add_split(&o->allow_rpcs, value, ',');
+	log_warn("config line %u: unknown key '%s', ignoring", line, key);
+	return 0;
+}
+
+int options_load_text(struct agent_options *o, const char *text, size_t len, const char *name,
+		      struct err *e)
+{
+	int r = keyfile_parse(text, len, config_key, o, e);
+	if (r < 0) {
+		char msg[sizeof(e->msg)];
+		snprintf(msg, sizeof(msg), "%s", e->msg);
+		return err_set(e, r, "error loading configuration from path: %s, %s", name, msg);
+	}
+	return 0;
+}
+
+static int load_file(struct agent_options *o, const char *path, bool required, struct err *e)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT && !required)
+			return 0;
+		return err_sys(e, -errno, "error loading configuration from path: %s", path);
+	}
+	_cleanup_free_ char *text = malloc(MAX_CONFIG_SIZE);
+	if (!text)
+		return err_set(e, -ENOMEM, "out of memory");
+	size_t len = 0;
+	for (;;) {
+		ssize_t n = read(fd, text + len, MAX_CONFIG_SIZE - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return err_sys(e, -errno, "error reading configuration from path: %s", path);
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len == MAX_CONFIG_SIZE)
+			return err_set(e, -EFBIG, "configuration file %s is larger than 1 MiB", path);
+	}
+	return options_load_text(o, text, len, path, e);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: quiesce-agent [-m <method> -p <path>] [<options>]\n"
+		"quiesce-agent %s: a QEMU Guest Agent for application-consistent backups\n"
+		"\n"
+		"  -m, --method      transport method: one of unix-listen, virtio-serial,\n"
+		"                    isa-serial, or vsock-listen (virtio-serial is the default)\n"
+		"  -p, --path        device/socket path (the default for virtio-serial is:\n"
+		"                    /dev/virtio-ports/org.qemu.guest_agent.0,\n"
+		"                    the default for isa-serial is: /dev/ttyS0).\n"
+		"                    Socket addresses for vsock-listen are written as <cid>:<port>.\n"
+		"  -l, --logfile     set logfile path ('syslog' for syslog), logs to stderr by default\n"
+		"  -f, --pidfile     specify pidfile (default is %s)\n"
+		"  -F, --fsfreeze-hook[=PATH]\n"
+		"                    enable fsfreeze hook (default %s); attach the\n"
+		"                    argument: -F/path/to/hook\n"
+		"  -t, --statedir    specify dir to store state information (absolute paths\n"
+		"                    only, default is %s)\n"
+		"  -c, --config      configuration file (default %s, or $QGA_CONF)\n"
+		"  -v, --verbose     log extra debugging information\n"
+		"  -V, --version     print version information and exit\n"
+		"  -d, --daemonize   become a daemon\n"
+		"  -b, --block-rpcs  comma-separated list of RPCs to disable (no spaces,\n"
+		"                    use \"help\" to list available RPCs)\n"
+		"  -a, --allow-rpcs  comma-separated list of RPCs to enable; all others are disabled\n"
+		"  -D, --dump-conf   dump a config file based on current config\n"
+		"                    options / command-line parameters to stdout\n"
+		"  -r, --retry-path  attempt re-opening path if it's unavailable or closed\n"
+		"  -h, --help        display this help and exit\n",
+		QUIESCE_VERSION, DEFAULT_PIDFILE, DEFAULT_HOOK, DEFAULT_STATEDIR, DEFAULT_CONFIG);
+}
+
+int options_parse(struct agent_options *o, int argc, char **argv, struct err *e)
+{
+	const char *config = getenv("QGA_CONF");
+	bool required = false;
+	int c, r;
+
+	opterr = 0;
+	optind = 0;
+	while ((c = getopt_long(argc, argv, short_opts, long_opts, NULL)) != -1)
+		if (c == 'c') {
+			config = optarg;
+			required = true;
+		}
+	r = load_file(o, config ? config : DEFAULT_CONFIG, required, e);
+	if (r < 0)
+		return r;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, short_opts, long_opts, NULL)) != -1) {
+		r = 0;
+		switch (c) {
+		case 'h': usage(stdout); return OPTIONS_EXIT;
+		case 'V': printf("quiesce-agent %s\n", QUIESCE_VERSION); return OPTIONS_EXIT;
+		case 'v': o->verbose = true; break;
+		case 'd': o->daemonize = true; break;
+		case 'c': break;
+		case 'm': r = set_str(&o->method, optarg, e); break;
+		case 'p': r = set_str(&o->path, optarg, e); break;
+		case 'l': r = set_str(&o->logfile, optarg, e); break;
+		case 'f': r = set_str(&o->pidfile, optarg, e); break;
+		case 'F': r = set_str(&o->fsfreeze_hook, optarg ? optarg : DEFAULT_HOOK, e); break;
+		case 't': r = set_str(&o->statedir, optarg, e); break;
+		case 'D': o->dump_conf = true; break;
+		case 'r': o->retry_path = true; break;
+		case 'b':
+			if (!strcmp(optarg, "help")) {
+				o->list_rpcs = true;
+				return OPTIONS_EXIT;
+			}
+			r = strlist_add_split(&o->block_rpcs, optarg, ',');
+			break;
+		case 'a': r = strlist_add_split(&o->allow_rpcs, optarg, ','); break;
+		case 's': return err_set(e, -EINVAL, "-s/--service is only for Windows");
+		default:
+			return err_set(e, -EINVAL,
+				       "Unknown option, try 'quiesce-agent --help' for more information.");
+		}
+		if (r < 0)
+			return r;
+	}
+	if (!o->method && set_str(&o->method, "virtio-serial", e) < 0)
+		return -ENOMEM;
+	if (!o->statedir && set_str(&o->statedir, DEFAULT_STATEDIR, e) < 0)
+		return -ENOMEM;
+	if (!o->pidfile && set_str(&o->pidfile, DEFAULT_PIDFILE, e) < 0)
+		return -ENOMEM;
+	if (o->statedir[0] != '/')
+		return err_set(e, -EINVAL, "statedir '%s' must be an absolute path", o->statedir);
+	return OPTIONS_RUN;
+}
+
+static void dump_list(FILE *f, const char *key, const struct strlist *l)
+{
+	fprintf(f, "%s=", key);
+	for (size_t i = 0; i < l->n; i++)
+		fprintf(f, "%s%s", i ? "," : "", l->v[i]);
+	fputc('\n', f);
+}
+
+void options_dump(const struct agent_options *o, FILE *f)
+{
+	const char *path = o->path;
+	if (!path && !strcmp(o->method, "virtio-serial"))
+		path = "/dev/virtio-ports/org.qemu.guest_agent.0";
+	if (!path && !strcmp(o->method, "isa-serial"))
+		path = "/dev/ttyS0";
+	fprintf(f, "[general]\n");
+	fprintf(f, "daemon=%s\n", o->daemonize ? "true" : "false");
+	fprintf(f, "method=%s\n", o->method);
+	if (path)
+		fprintf(f, "path=%s\n", path);
+	if (o->logfile)
+		fprintf(f, "logfile=%s\n", o->logfile);
+	fprintf(f, "pidfile=%s\n", o->pidfile);
+	if (o->fsfreeze_hook)
+		fprintf(f, "fsfreeze-hook=%s\n", o->fsfreeze_hook);
+	fprintf(f, "statedir=%s\n", o->statedir);
+	fprintf(f, "verbose=%s\n", o->verbose ? "true" : "false");
+	fprintf(f, "retry-path=%s\n", o->retry_path ? "true" : "false");
+	dump_list(f, "block-rpcs", &o->block_rpcs);
+	if (o->allow_rpcs.n)
+		dump_list(f, "allow-rpcs", &o->allow_rpcs);
+}
+
+void options_free(struct agent_options *o)
+{
+	free(o->method);
+	free(o->path);
+	free(o->logfile);
+	free(o->pidfile);
+	free(o->statedir);
+	free(o->fsfreeze_hook);
+	strlist_free(&o->block_rpcs);
+	strlist_free(&o->allow_rpcs);
+}

@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: MIT
+/*
+ * rpc: validate, dispatch and answer one QGA message (see rpc.h).
+ *
+ * Replies are built as json-c trees and rendered with jwrite, with the
+ * member order qemu-ga shows in practice: {"return": R, "id": I} and
+ * {"id": I, "error": {"class": C, "desc": D}}.  "id" is echoed verbatim on
+ * every reply to a message that parsed as an object, and never otherwise.
+ *
+ * Errors that quote client input (an unknown command's name, say) are built
+ * with the full input, however long, exactly as qemu-ga does; the reply
+ * buffer is bounded by the parser's message limit.
+ */
+#include "rpc.h"
+
+#include "agent.h"
+#include "jstream.h"
+#include "jwrite.h"
+#include "log.h"
+
+#include <json-c/json.h>
+#include <malloc.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+const struct rpc_command *rpc_find(const char *name)
+{
+	for (size_t i = 0; i < rpc_command_count; i++)
+		if (!strcmp(rpc_commands[i]->name, name))
+			return rpc_commands[i];
+	return NULL;
+}
+
+bool rpc_is_enabled(const struct agent *a, const struct rpc_command *cmd, const char **reason)
+{
+	*reason = NULL;
+	/* Priority as in qemu-ga: frozen beats the admin's lists. */
+	if (agent_is_frozen(a)) {
+		*reason = "the agent is in frozen state";
+		return cmd->flags & RPC_FROZEN_SAFE;
+	}
+	if (strlist_has(&a->blocked, cmd->name))
+		return false;
+	if (a->allowed.n && !strlist_has(&a->allowed, cmd->name))
+		return false;
+	return true;
+}
+
+static void put_reply(struct agent *a, struct buf *out, struct json_object *id,
+		      struct json_object *ret, const char *cls, const char *desc)
+{
+	size_t start = out->len;
+	int r = 0;
+	if (a->delimit_next && !cls) {
+		/* guest-sync-delimited: one 0xFF right before its own reply */
+		r = buf_putc(out, (char)0xFF);
+	}
+	a->delimit_next = false;
+	if (!cls) {
+		r = r ? r : buf_puts(out, "{\"return\": ");
+		r = r ? r : (ret ? jwrite(out, ret) : buf_puts(out, "{}"));
+		if (id && !r) {
+			r = buf_puts(out, ", \"id\": ");
+			r = r ? r : jwrite(out, id);
+		}
+	} else {
+		r = buf_putc(out, '{');
+		if (id && !r) {
+			r = buf_puts(out, "\"id\": ");
+			r = r ? r : jwrite(out, id);
+			r = r ? r : buf_puts(out, ", ");
+		}
+		r = r ? r : buf_puts(out, "\"error\": {\"class\": ");
+		r = r ? r : jwrite_string(out, cls, strlen(cls));
+		r = r ? r : buf_puts(out, ", \"desc\": ");
+		r = r ? r : jwrite_string(out, desc, strlen(desc));
+		r = r ? r : buf_putc(out, '}');
+	}
+	r = r ? r : buf_puts(out, "}\n");
+	if (r) {
+		/* Out of memory while rendering: say so rather than send half. */
+		out->len = start;
+		buf_puts(out, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"out of memory\"}}\n");
+	}
+}
+
+__attribute__((format(printf, 5, 6))) static void put_error(struct agent *a, struct buf *out,
+							    struct json_object *id, const char *cls,
+							    const char *fmt, ...)
+{
+	struct buf desc = BUF_INIT;
+	va_list ap;
+	va_start(ap, fmt);
+	int r = buf_vprintf(&desc, fmt, ap);
+	va_end(ap);
+	put_reply(a, out, id, NULL, cls, r ? "out of memory" : desc.data);
+	buf_free(&desc);
+}
+
+/* qemu-ga's check of the top-level members: returns the command name, or
+ * NULL after writing the error. */
+static const char *check_request(struct agent *a, struct json_object *req, struct json_object *id,
+				 struct buf *out)
+{
+	const char *name = NULL;
+	json_object_object_foreach(req, key, val)
+	{
+		if (!strcmp(key, "execute")) {
+			if (!json_object_is_type(val, json_type_string)) {
+				put_error(a, out, id, "GenericError",
+					  "QMP input member 'execute' must be a string");
+				return NULL;
+			}
+			name = json_object_get_string(val);
+		} else if (!strcmp(key, "arguments")) {
+			if (!json_object_is_type(val, json_type_object)) {
+				put_error(a, out, id, "GenericError",
+					  "QMP input member 'arguments' must be an object");
+				return NULL;
+			}
+		} else if (strcmp(key, "id")) {
+			put_error(a, out, id, "GenericError", "QMP input member '%s' is unexpected",
+				  key);
+			return NULL;
+		}
+	}
+	if (!name)
+		put_error(a, out, id, "GenericError", "QMP input lacks member 'execute'");
+	return name;
+}
+
+static void dispatch(struct agent *a, struct json_object *req, struct buf *out)
+{
+	if (!json_object_is_type(req, json_type_object)) {
+		put_error(a, out, NULL, "GenericError", "QMP input must be a JSON object");
+		return;
+	}
+	struct json_object *id = NULL;
+	json_object_object_get_ex(req, "id", &id);
+	const char *name = check_request(a, req, id, out);
+	if (!name)
+		return;
+
+	const struct rpc_command *cmd = rpc_find(name);
+	if (!cmd) {
+		put_error(a, out, id, "CommandNotFound", "The command %s has not been found", name);
+		return;
+	}
+	const char *reason;
+	if (!rpc_is_enabled(a, cmd, &reason)) {
+		put_error(a, out, id, "CommandNotFound", "Command %s has been disabled%s%s", name,
+			  reason ? ": " : "", reason ? reason : "");
+		return;
+	}
+
+	struct json_object *args = NULL;
+	json_object_object_get_ex(req, "arguments", &args);
+	struct json_object *empty = args ? NULL : json_object_new_object();
+	struct err e = {0};
+	struct json_object *ret = NULL;
+	int r = args_check(cmd->args, args ? args : empty, &e);
+	if (r == 0) {
+		log_debug("running %s", name);
+		r = cmd->fn(a, args ? args : empty, &ret, &e);
+	}
+	json_object_put(empty);
+	if (r < 0)
+		put_error(a, out, id, "GenericError", "%s", e.msg);
+	else if (!(cmd->flags & RPC_NO_SUCCESS_RESPONSE))
+		put_reply(a, out, id, ret, NULL, NULL);
+	json_object_put(ret);
+}
+
+void rpc_handle(struct agent *a, const struct jstream_event *ev, struct buf *out)
+{
+	if (ev->error) {
+		log_debug("bad input: %s", ev->error);
+		put_reply(a, out, NULL, NULL, "GenericError", ev->error);
+	} else {
+		dispatch(a, ev->value, out);
+		json_object_put(ev->value);
+	}
+	/* A hostile message can leave many freed small blocks on the heap;
+	 * hand them back so the agent returns to its idle footprint. */
+	if (ev->large)
+		malloc_trim(0);
+}

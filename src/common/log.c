@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: MIT
+/*
+ * log: leveled messages to stderr, a file or syslog, with a hold ring for
+ * the frozen window (see log.h).
+ *
+ * Each line carries a wall-clock timestamp and the level.  The hold ring is
+ * a fixed array of fixed-size slots, allocated once on first use: when it is
+ * full the oldest messages are dropped and counted, and the count is logged
+ * on release, so a long freeze never grows memory.
+ */
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RING_SLOTS 256
+#define SLOT_LEN 512
+
+struct held {
+	enum log_level level;
+	char text[SLOT_LEN];
+};
+
+static enum log_level max_level = LOG_LVL_INFO;
+static int log_fd = -1; /* -1: stderr */
+static bool to_syslog;
+static bool held;
+static struct held *ring;
+static unsigned ring_head, ring_count, ring_dropped;
+
+static const char *const level_names[] = {"error", "warning", "info", "debug"};
+
+void log_set_level(enum log_level level)
+{
+	max_level = level;
+}
+
+bool log_is_enabled(enum log_level level)
+{
+	return level <= max_level;
+}
+
+void log_close(void)
+{
+	if (log_fd >= 0)
+		(void)close(log_fd);
+	log_fd = -1;
+}
+
+int log_open_file(const char *path, struct err *e)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+	if (fd < 0)
+		return err_sys(e, -errno, "cannot open log file '%s'", path);
+	log_close();
+	log_fd = fd;
+	to_syslog = false;
+	return 0;
+}
+
+void log_use_syslog(const char *ident)
+{
+	log_close();
+	openlog(ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	to_syslog = true;
+}
+
+static void emit(enum log_level level, const char *text)
+{
+	if (to_syslog) {
+		static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+		syslog(prio[level], "%s", text);
+		return;
+	}
+	char stamp[32];
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	localtime_r(&ts.tv_sec, &tm);
+	size_t n = strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(stamp + n, sizeof(stamp) - n, ".%03ld", ts.tv_nsec / 1000000);
+	char line[SLOT_LEN + 64];
+	int len = snprintf(line, sizeof(line), "%s %s: %s\n", stamp, level_names[level], text);
+	if (len < 0)
+		return;
+	if ((size_t)len >= sizeof(line))
+		len = sizeof(line) - 1;
+	ssize_t w = write(log_fd >= 0 ? log_fd : STDERR_FILENO, line, (size_t)len);
+	(void)w; /* nowhere to report a failed log write */
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+	if (!log_is_enabled(level))
+		return;
+	char text[SLOT_LEN];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+
+	if (!held) {
+		emit(level, text);
+		return;
+	}
+	if (!ring)
+		ring = calloc(RING_SLOTS, sizeof(*ring));
+	if (!ring) {
+		ring_dropped++;
+		return;
+	}
+	if (ring_count == RING_SLOTS) {
+		ring_head = (ring_head + 1) % RING_SLOTS;
+		ring_count--;
+		ring_dropped++;
+	}
+	struct held *h = &ring[(ring_head + ring_count) % RING_SLOTS];
+	h->level = level;
+	memcpy(h->text, text, sizeof(h->text));
+	ring_count++;
+}
+
+void log_hold(void)
+{
+	held = true;
+}
+
+bool log_is_held(void)
+{
+	return held;
+}
+
+void log_release(void)
+{
+	held = false;
+	if (ring_dropped)
+		emit(LOG_LVL_WARN, "log messages were dropped while filesystems were frozen");
+	for (; ring_count; ring_count--) {
+		emit(ring[ring_head].level, ring[ring_head].text);
+		ring_head = (ring_head + 1) % RING_SLOTS;
+	}
+	ring_head = 0;
+	ring_dropped = 0;
+	free(ring);
+	ring = NULL;
+}

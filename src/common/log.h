@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * log: the agent's (and later the CLI's) diagnostics.
+ *
+ * Destinations: stderr (default), an append-only file, or syslog.  While
+ * guest filesystems are frozen a write to any of them may block forever
+ * (the file's filesystem, or syslogd writing to its own), so log_hold()
+ * diverts messages into a bounded in-memory ring that log_release() flushes
+ * after the thaw.  Nothing here ever blocks on a frozen filesystem.
+ */
+#ifndef QUIESCE_LOG_H
+#define QUIESCE_LOG_H
+
+#include "err.h"
+
+#include <stdbool.h>
+
+enum log_level {
+	LOG_LVL_ERROR,
+	LOG_LVL_WARN,
+	LOG_LVL_INFO,
+	LOG_LVL_DEBUG,
+};
+
+void log_set_level(enum log_level level);
+bool log_is_enabled(enum log_level level);
+/* Append to `path` (created 0600).  Replaces any earlier destination. */
+int log_open_file(const char *path, struct err *e);
+/* Send to syslog with this identity instead. */
+void log_use_syslog(const char *ident);
+/* Close a log file (e.g. before daemonising re-opens it). */
+void log_close(void);
+
+/* Frozen window: keep messages in memory; release writes them out. */
+void log_hold(void);
+void log_release(void);
+bool log_is_held(void);
+
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_error(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_LVL_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_LVL_INFO, __VA_ARGS__)
+/* One predicted-false branch when debug is off. */
+#define log_debug(...)                                                                             \
+	do {                                                                                       \
+		if (__builtin_expect(log_is_enabled(LOG_LVL_DEBUG), 0))                            \
+			log_msg(LOG_LVL_DEBUG, __VA_ARGS__);                                       \
+	} while (0)
+
+#endif
