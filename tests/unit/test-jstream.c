@@ -1,0 +1,141 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Unit tests for jstream: framing, recovery and error texts.  Each case is
+ * the byte stream and the events it must produce, rendered as V[json] or
+ * E[desc]; the expected texts are what qemu-ga 7.2 answers (see the
+ * conformance suite for the live comparison).  Every case is also fed one
+ * byte at a time, which must give the same events.
+ */
+#include "jstream.h"
+#include "jwrite.h"
+#include "tap.h"
+
+#include <json-c/json.h>
+#include <stdlib.h>
+
+static const struct {
+	const char *in;
+	size_t len; /* 0: strlen */
+	const char *want;
+} cases[] = {
+	{"{'execute':'guest-ping'}", 0, "V[{\"execute\": \"guest-ping\"}]"},
+	{"{\"a\":1} {\"b\":[1,2.5]}", 0, "V[{\"a\": 1}]V[{\"b\": [1, 2.5]}]"},
+	{" \t\r\n{ \"a\" :\n1 }", 0, "V[{\"a\": 1}]"},
+	{"\xff", 0, "E[JSON parse error, stray '\xff']"},
+	{"\xff\xff", 0, "E[JSON parse error, stray '\xff']E[JSON parse error, stray '\xff']"},
+	{"{\"execute\":\"gu\xff" "est\"}", 0,
+	 "E[JSON parse error, stray '\"gu\xff']E[JSON parse error, expecting value]"},
+	{"{\"a\":1\xff{\"b\":2}", 0, "E[JSON parse error, stray '\xff']V[{\"b\": 2}]"},
+	{"42 ", 0, "V[42]"},
+	{"\"x\" ", 0, "V[\"x\"]"},
+	{"}", 0, "E[JSON parse error, expecting value]"},
+	{"{\"a\" 1}", 0, "E[JSON parse error, missing : in object pair]"},
+	{"{1:2}", 0, "E[JSON parse error, key is not a string in object]"},
+	{"{\"a\":1 \"b\":2}", 0, "E[JSON parse error, expected separator in dict]"},
+	{"[1 2]", 0, "E[JSON parse error, expected separator in list]"},
+	{"{\"a\":tru}", 0, "E[JSON parse error, invalid keyword 'tru']"},
+	{"{\"a\" tru}", 0, "E[JSON parse error, missing : in object pair]"},
+	{"{\"a\":\"\\x\"}", 0, "E[JSON parse error, invalid escape sequence in string]"},
+	{"{\"a\":1,}", 0, "E[JSON parse error, expecting value]"},
+	{"{\"a\":01}", 0,
+	 "E[JSON parse error, stray '01']E[JSON parse error, expecting value]"},
+	{"{\"a\":1,\"a\":2}", 0, "E[JSON parse error, duplicate key]"},
+	{"{\"a\":{\"b\":1,\"b\":2}}", 0, "E[JSON parse error, duplicate key]"},
+	{"{\"a\":\"\\ud800\"}", 0, "E[JSON parse error, \\ud800 is not a valid Unicode character]"},
+	{"{\"a\":\"\\u12G4\"}", 0, "E[JSON parse error, \\u12G4 is not a valid Unicode character]"},
+	{"{\"a\":\"\\ud83d\\ude00\\u0000\"}", 0, "V[{\"a\": \"\\uD83D\\uDE00\\u0000\"}]"},
+	{"{\"a\":\"\xc3\"}", 0, "E[JSON parse error, invalid UTF-8 sequence in string]"},
+	{"{\"a\":\"\t\"}", 0,
+	 "E[JSON parse error, stray '\"\t']E[JSON parse error, expecting value]"},
+	{"{\"a\":-0,\"b\":1E5,\"c\":0.1}", 0, "V[{\"a\": 0, \"b\": 100000, \"c\": 0.10000000000000001}]"},
+	{"{\"a\":18446744073709551616}", 0, "V[{\"a\": 1.8446744073709552e+19}]"},
+	{"{\"a\":9223372036854775808}", 0, "V[{\"a\": 9223372036854775808}]"},
+	{"{\"a\":-9223372036854775809}", 0, "V[{\"a\": -9.2233720368547758e+18}]"},
+	{"{'a':'x\\'y\"z'}", 0, "V[{\"a\": \"x'y\\\"z\"}]"},
+	{"/* c */ {}", 0, "E[JSON parse error, stray '/']V[{}]"},
+	{"TRUE ", 0, "E[JSON parse error, stray 'T']"},
+	{"-a", 0, "E[JSON parse error, stray '-a']"},
+	{"\x00{}", 3, "E[JSON parse error, stray '']V[{}]"},
+	{"{\"a\":[}", 0, ""},
+	{"{\"a\":[}]", 0, "E[JSON parse error, expecting value]"},
+	{"{\"a\":1]", 0, "E[JSON parse error, expected separator in dict]"},
+};
+
+static char *render(const char *in, size_t len, bool bytewise, bool *idle)
+{
+	struct jstream_limits lim = JSTREAM_QEMU_LIMITS;
+	struct jstream *js = jstream_new(&lim);
+	struct buf out = BUF_INIT;
+	struct jstream_event ev;
+	for (size_t i = 0; i < len;) {
+		size_t chunk = bytewise ? 1 : len - i;
+		const char *p = in + i;
+		size_t n = chunk;
+		while (jstream_feed(js, &p, &n, &ev)) {
+			if (ev.value) {
+				buf_puts(&out, "V[");
+				jwrite(&out, ev.value);
+				json_object_put(ev.value);
+			} else {
+				buf_puts(&out, "E[");
+				buf_puts(&out, ev.error);
+			}
+			buf_putc(&out, ']');
+		}
+		i += chunk;
+	}
+	*idle = jstream_is_idle(js);
+	jstream_free(js);
+	buf_putc(&out, '\0');
+	return out.data;
+}
+
+static void test_limits(void)
+{
+	struct jstream_limits lim = {64, 8, 3};
+	struct jstream *js = jstream_new(&lim);
+	struct jstream_event ev;
+	const char *deep = "[[[[1]]]]";
+	const char *p = deep;
+	size_t n = strlen(p);
+	ok(jstream_feed(js, &p, &n, &ev) && ev.error &&
+		   !strcmp(ev.error, "JSON nesting depth limit exceeded"),
+	   "nesting limit gives qemu-ga's error");
+	jstream_reset(js);
+	const char *many = "[1,2,3,4,5,6,7,8,9]";
+	p = many, n = strlen(p);
+	ok(jstream_feed(js, &p, &n, &ev) && ev.error &&
+		   !strcmp(ev.error, "JSON token count limit exceeded"),
+	   "token count limit gives qemu-ga's error");
+	jstream_reset(js);
+	const char *big = "[\"0123456789012345678901234567890123456789\",\"0123456789012345678901234567890123456789\"]";
+	p = big, n = strlen(p);
+	ok(jstream_feed(js, &p, &n, &ev) && ev.error &&
+		   !strcmp(ev.error, "JSON token size limit exceeded"),
+	   "size limit gives qemu-ga's error");
+	jstream_reset(js);
+	const char *good = "{\"execute\":\"x\"}";
+	p = good, n = strlen(p);
+	ok(jstream_feed(js, &p, &n, &ev) && ev.value, "a message after the limits parses");
+	json_object_put(ev.value);
+	jstream_free(js);
+}
+
+int main(void)
+{
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t len = cases[i].len ? cases[i].len : strlen(cases[i].in);
+		bool idle;
+		char *whole = render(cases[i].in, len, false, &idle);
+		char name[128];
+		snprintf(name, sizeof(name), "case %zu whole", i);
+		is_str(whole, cases[i].want, name);
+		char *bytes = render(cases[i].in, len, true, &idle);
+		snprintf(name, sizeof(name), "case %zu byte by byte", i);
+		is_str(bytes, cases[i].want, name);
+		free(whole);
+		free(bytes);
+	}
+	test_limits();
+	return tap_done();
+}
