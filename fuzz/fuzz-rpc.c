@@ -24,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (size_t i = 0; i < sizeof(safe) / sizeof(safe[0]); i++)
 		strlist_add(&a.allowed, safe[i]);
 	if (size && data[0] == 'F')
-		a.frozen = true; /* also explore the frozen-state filter */
+		a.freezer.frozen = true; /* also explore the frozen-state filter */
 
 	struct jstream_limits lim = {1 << 16, 4096, 64}; /* small, so limits are reachable */
 	struct jstream *js = jstream_new(&lim);

@@ -6,6 +6,7 @@
 #ifndef QUIESCE_AGENT_H
 #define QUIESCE_AGENT_H
 
+#include "freeze.h"
 #include "strlist.h"
 
 #include <stdbool.h>
@@ -13,7 +14,7 @@
 struct agent {
 	struct strlist blocked; /* --block-rpcs */
 	struct strlist allowed; /* --allow-rpcs; empty = all */
-	bool frozen;            /* guest filesystems frozen by us (next issue) */
+	struct freezer freezer; /* freeze state, hook, watchdog */
 	bool delimit_next;      /* guest-sync-delimited: prefix the next reply with 0xFF */
 	const char *os_release; /* path override for guest-get-osinfo (QGA_OS_RELEASE) */
 	const char *shutdown_path; /* /sbin/shutdown, replaceable by tests */
@@ -21,7 +22,7 @@ struct agent {
 
 static inline bool agent_is_frozen(const struct agent *a)
 {
-	return a->frozen;
+	return a->freezer.frozen;
 }
 
 #endif

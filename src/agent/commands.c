@@ -13,6 +13,12 @@ const struct rpc_command *const rpc_commands[] = {
 	&cmd_info,
 	&cmd_get_time,
 	&cmd_shutdown,
+	&cmd_fsfreeze_status,
+	&cmd_fsfreeze_freeze,
+	&cmd_fsfreeze_freeze_list,
+	&cmd_fsfreeze_thaw,
+	&cmd_fstrim,
+	&cmd_get_fsinfo,
 	&cmd_get_disks,
 	&cmd_network_get_interfaces,
 	&cmd_get_vcpus,
@@ -20,6 +26,7 @@ const struct rpc_command *const rpc_commands[] = {
 	&cmd_get_timezone,
 	&cmd_get_osinfo,
 	&cmd_get_host_name,
+	&cmd_freeze_report,
 };
 
 const size_t rpc_command_count = sizeof(rpc_commands) / sizeof(rpc_commands[0]);

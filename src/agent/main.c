@@ -175,13 +175,15 @@ static int run(struct agent *a, const struct agent_options *o, int sigfd)
 	int r = js ? open_channel(o, sigfd, &ch) : -ENOMEM;
 
 	while (r == 0) {
-		struct pollfd pfd[2] = {{sigfd, POLLIN, 0}};
+		struct pollfd pfd[3] = {{sigfd, POLLIN, 0}, {0}, {freezer_timer_fd(&a->freezer), POLLIN, 0}};
 		int timeout = -1;
 		chan_prepare(ch, &pfd[1], out.len < OUT_HIGH, out.len > 0, &timeout);
-		if (poll(pfd, 2, timeout) < 0 && errno != EINTR) {
+		if (poll(pfd, 3, timeout) < 0 && errno != EINTR) {
 			r = -errno;
 			break;
 		}
+		if (pfd[2].revents)
+			freezer_watchdog_fired(&a->freezer);
 		if (pfd[0].revents) {
 			int sig = read_signals(sigfd, ch);
 			if (sig) {
@@ -223,6 +225,8 @@ static int run(struct agent *a, const struct agent_options *o, int sigfd)
 		if (ch && out.len)
 			flush_output(ch, &out);
 	}
+	/* Never leave the guest frozen, whatever made us stop. */
+	freezer_shutdown(&a->freezer);
 	chan_close(ch);
 	jstream_free(js);
 	buf_free(&out);
@@ -267,6 +271,13 @@ int main(int argc, char **argv)
 	a.blocked = o.block_rpcs;
 	a.allowed = o.allow_rpcs;
 	a.os_release = getenv("QGA_OS_RELEASE");
+	freezer_init(&a.freezer);
+	a.freezer.hook = o.fsfreeze_hook;
+	a.freezer.statedir = o.statedir;
+	if (o.hook_timeout_s > 0)
+		a.freezer.hook_timeout_ms = o.hook_timeout_s * 1000;
+	if (o.freeze_timeout_s)
+		a.freezer.watchdog_ms = o.freeze_timeout_s < 0 ? 0 : o.freeze_timeout_s * 1000;
 
 	int sigfd = open_signals();
 	if (sigfd < 0) {
@@ -276,8 +287,13 @@ int main(int argc, char **argv)
 	if (o.daemonize && daemonize(o.pidfile) < 0)
 		goto out_sig;
 	log_info("quiesce-agent %s started (method %s)", QUIESCE_VERSION, o.method);
+	if (freezer_start(&a.freezer, &e) < 0) {
+		log_error("%s", e.msg);
+		goto out_sig;
+	}
 	if (run(&a, &o, sigfd) == 0)
 		ret = EXIT_SUCCESS;
+	freezer_done(&a.freezer);
 	if (o.daemonize)
 		(void)unlink(o.pidfile);
 out_sig:

@@ -9,6 +9,7 @@
 #include "options.h"
 
 #include "build-config.h"
+#include "freeze.h"
 #include "cleanup.h"
 #include "keyfile.h"
 #include "log.h"
@@ -46,6 +47,8 @@ static const struct option long_opts[] = {
 	{"statedir", required_argument, NULL, 't'},
 	{"dump-conf", no_argument, NULL, 'D'},
 	{"retry-path", no_argument, NULL, 'r'},
+	{"hook-timeout", required_argument, NULL, 'H'},   /* ours: no short form */
+	{"freeze-timeout", required_argument, NULL, 'W'}, /* ours: no short form */
 	{NULL, 0, NULL, 0},
 };
 
@@ -67,6 +70,19 @@ static int parse_bool(const char *v, bool *ret)
 		*ret = false;
 	else
 		return -EINVAL;
+	return 0;
+}
+
+/* Seconds for a timeout option: a positive integer, or 0 to disable when
+ * allow_off (the watchdog). */
+static int parse_seconds(const char *v, bool allow_off, int *ret)
+{
+	char *end;
+	errno = 0;
+	long n = strtol(v, &end, 10);
+	if (errno || end == v || *end || n < 0 || n > 86400 || (n == 0 && !allow_off))
+		return -EINVAL;
+	*ret = n == 0 ? -1 : (int)n;
 	return 0;
 }
 
@@ -95,6 +111,13 @@ static int config_key(void *opaque, const char *group, const char *key, const ch
 						     : NULL;
 	if (str)
 		return set_str(str, value, e);
+	if (!strcmp(key, "hook-timeout") || !strcmp(key, "freeze-timeout")) {
+		bool hook = key[0] == 'h';
+		if (parse_seconds(value, !hook, hook ? &o->hook_timeout_s : &o->freeze_timeout_s) < 0)
+			return err_set(e, -EINVAL, "line %u: '%s' needs a number of seconds, not '%s'",
+				       line, key, value);
+		return 0;
+	}
 	if (!strcmp(key, "block-rpcs") || !strcmp(key, "blacklist"))
 		return strlist_add_split(&o->block_rpcs, value, ',');
 	if (!strcmp(key, "allow-rpcs"))
@@ -171,8 +194,14 @@ static void usage(FILE *f)
 		"  -D, --dump-conf   dump a config file based on current config\n"
 		"                    options / command-line parameters to stdout\n"
 		"  -r, --retry-path  attempt re-opening path if it's unavailable or closed\n"
+		"      --hook-timeout=SECONDS\n"
+		"                    kill a freeze/thaw hook that runs longer (default %d)\n"
+		"      --freeze-timeout=SECONDS\n"
+		"                    thaw by itself if no thaw arrives this long after a freeze\n"
+		"                    (default %d; 0 disables)\n"
 		"  -h, --help        display this help and exit\n",
-		QUIESCE_VERSION, DEFAULT_PIDFILE, DEFAULT_HOOK, DEFAULT_STATEDIR, DEFAULT_CONFIG);
+		QUIESCE_VERSION, DEFAULT_PIDFILE, DEFAULT_HOOK, DEFAULT_STATEDIR, DEFAULT_CONFIG,
+		FREEZE_DEFAULT_HOOK_TIMEOUT_MS / 1000, FREEZE_DEFAULT_WATCHDOG_MS / 1000);
 }
 
 int options_parse(struct agent_options *o, int argc, char **argv, struct err *e)
@@ -218,6 +247,13 @@ int options_parse(struct agent_options *o, int argc, char **argv, struct err *e)
 			break;
 		case 'a': r = strlist_add_split(&o->allow_rpcs, optarg, ','); break;
 		case 's': return err_set(e, -EINVAL, "-s/--service is only for Windows");
+		case 'H':
+		case 'W':
+			if (parse_seconds(optarg, c == 'W', c == 'H' ? &o->hook_timeout_s
+								      : &o->freeze_timeout_s) < 0)
+				return err_set(e, -EINVAL, "--%s needs a number of seconds, not '%s'",
+					       c == 'H' ? "hook-timeout" : "freeze-timeout", optarg);
+			break;
 		default:
 			return err_set(e, -EINVAL,
 				       "Unknown option, try 'quiesce-agent --help' for more information.");
@@ -230,6 +266,11 @@ int options_parse(struct agent_options *o, int argc, char **argv, struct err *e)
 	if (!o->statedir && set_str(&o->statedir, DEFAULT_STATEDIR, e) < 0)
 		return -ENOMEM;
 	if (!o->pidfile && set_str(&o->pidfile, DEFAULT_PIDFILE, e) < 0)
+		return -ENOMEM;
+	/* qemu-ga runs a hook only with -F; the stock hook installed at the
+	 * default path is meant to run, so we use it when it exists. */
+	if (!o->fsfreeze_hook && access(DEFAULT_HOOK, F_OK) == 0 &&
+	    set_str(&o->fsfreeze_hook, DEFAULT_HOOK, e) < 0)
 		return -ENOMEM;
 	if (o->statedir[0] != '/')
 		return err_set(e, -EINVAL, "statedir '%s' must be an absolute path", o->statedir);
@@ -264,6 +305,10 @@ void options_dump(const struct agent_options *o, FILE *f)
 	fprintf(f, "statedir=%s\n", o->statedir);
 	fprintf(f, "verbose=%s\n", o->verbose ? "true" : "false");
 	fprintf(f, "retry-path=%s\n", o->retry_path ? "true" : "false");
+	if (o->hook_timeout_s)
+		fprintf(f, "hook-timeout=%d\n", o->hook_timeout_s);
+	if (o->freeze_timeout_s)
+		fprintf(f, "freeze-timeout=%d\n", o->freeze_timeout_s < 0 ? 0 : o->freeze_timeout_s);
 	dump_list(f, "block-rpcs", &o->block_rpcs);
 	if (o->allow_rpcs.n)
 		dump_list(f, "allow-rpcs", &o->allow_rpcs);

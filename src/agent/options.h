@@ -21,6 +21,8 @@ struct agent_options {
 	char *pidfile;
 	char *statedir;
 	char *fsfreeze_hook; /* NULL: no hook */
+	int hook_timeout_s;  /* 0: default */
+	int freeze_timeout_s; /* auto-thaw watchdog; 0: default; -1: off */
 	bool daemonize;
 	bool verbose;
 	bool retry_path;

@@ -1,0 +1,419 @@
+// SPDX-License-Identifier: MIT
+/*
+ * freeze: the freeze/thaw state machine (see freeze.h for the contract).
+ *
+ * States: thawed, or frozen.  Orthogonal to that, thaw_hook_owed says a
+ * freeze hook ran and its thaw hook has not; every path out of a freeze
+ * settles that debt exactly once (settle_hook()).
+ *
+ * Order of a freeze:
+ *   1. validate the freeze list (before anything has an effect);
+ *   2. check the hook file;
+ *   3. write the marker (owes the thaw hook if there is a hook);
+ *   4. run the freeze hook (failure: thaw hook, remove marker, error);
+ *   5. hold the log, FIFREEZE in reverse mount order;
+ *   6. error: thaw what we froze, release log, thaw hook, error;
+ *      nothing frozen: release log, thaw hook, 0;
+ *      else arm the watchdog and report the count.
+ */
+#include "freeze.h"
+
+#include "cleanup.h"
+#include "hook.h"
+#include "log.h"
+#include "mounts.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MARKER "qga.state.isfrozen"
+
+static int ioctl_freeze(int fd)
+{
+	return ioctl(fd, FIFREEZE, 0) < 0 ? -errno : 0;
+}
+
+static int ioctl_thaw(int fd)
+{
+	return ioctl(fd, FITHAW, 0) < 0 ? -errno : 0;
+}
+
+const struct freeze_ops freeze_ops_ioctl = {ioctl_freeze, ioctl_thaw};
+
+static int64_t realtime_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void freezer_init(struct freezer *f)
+{
+	*f = (struct freezer){
+		.hook_timeout_ms = FREEZE_DEFAULT_HOOK_TIMEOUT_MS,
+		.watchdog_ms = FREEZE_DEFAULT_WATCHDOG_MS,
+		.statedir = "/var/run",
+		.mountinfo = "/proc/self/mountinfo",
+		.ops = &freeze_ops_ioctl,
+		.timerfd = -1,
+	};
+}
+
+/* ---- marker ---------------------------------------------------------- */
+
+static void marker_path(const struct freezer *f, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s", f->statedir, MARKER);
+}
+
+static int marker_write(struct freezer *f, struct err *e)
+{
+	char path[4096];
+	marker_path(f, path, sizeof(path));
+	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return err_sys(e, -errno, "failed to create state file '%s'", path);
+	const char *text = f->thaw_hook_owed ? "quiesce-agent\nthaw-hook-owed\n" : "quiesce-agent\n";
+	if (write(fd, text, strlen(text)) < 0)
+		return err_sys(e, -errno, "failed to write state file '%s'", path);
+	return 0;
+}
+
+static void marker_remove(struct freezer *f)
+{
+	char path[4096];
+	marker_path(f, path, sizeof(path));
+	if (unlink(path) < 0 && errno != ENOENT)
+		log_error("cannot remove %s: %s", path, strerror(errno));
+}
+
+/* ---- watchdog -------------------------------------------------------- */
+
+static void watchdog_set(struct freezer *f, int ms)
+{
+	if (f->timerfd < 0)
+		return;
+	struct itimerspec its = {.it_value = {ms / 1000, (long)(ms % 1000) * 1000000}};
+	(void)timerfd_settime(f->timerfd, 0, &its, NULL);
+}
+
+int freezer_timer_fd(const struct freezer *f)
+{
+	return f->timerfd;
+}
+
+/* ---- hooks ------------------------------------------------------------ */
+
+static void record_hook(struct freezer *f, const char *action, const struct hook_result *res,
+			int64_t started)
+{
+	struct freeze_report *r = &f->report;
+	if (r->nhooks == FREEZE_MAX_HOOK_RUNS)
+		return;
+	struct freeze_hook_run *h = &r->hooks[r->nhooks++];
+	h->action = action;
+	h->started_ns = started;
+	h->seconds = res ? res->seconds : 0;
+	h->timed_out = res && res->timed_out;
+	h->exit_status = res && !res->timed_out && WIFEXITED(res->status) ? WEXITSTATUS(res->status)
+									 : -1;
+}
+
+/* Run the hook; 0 if it succeeded, else -EIO with qemu-ga's text in e. */
+static int run_hook(struct freezer *f, const char *action, struct err *e)
+{
+	struct hook_result res;
+	int64_t started = realtime_ns();
+	int r = hook_run(f->hook, action, f->hook_timeout_ms, &res, e);
+	if (r < 0) {
+		record_hook(f, action, NULL, started);
+		return r;
+	}
+	record_hook(f, action, &res, started);
+	char why[128];
+	const char *fail = hook_failure(&res, why, sizeof(why));
+	if (res.output.len)
+		log_info("fsfreeze hook %s output%s:\n%.*s", action, res.truncated ? " (truncated)" : "",
+			 (int)res.output.len, res.output.data);
+	if (fail)
+		log_error("fsfreeze hook %s: %s (%.3f s)", action, fail, res.seconds);
+	else
+		log_info("fsfreeze hook %s succeeded (%.3f s)", action, res.seconds);
+	buf_free(&res.output);
+	return fail ? err_set(e, -EIO, "%s", fail) : 0;
+}
+
+/* Pay the thaw hook if a freeze hook ran.  Returns its result. */
+static int settle_hook(struct freezer *f, struct err *e)
+{
+	if (!f->thaw_hook_owed)
+		return 0;
+	f->thaw_hook_owed = false;
+	return run_hook(f, "thaw", e);
+}
+
+/* ---- kernel freeze/thaw ------------------------------------------------ */
+
+/* FITHAW until it fails, undoing nested freezes; whether any succeeded. */
+static bool thaw_dir(struct freezer *f, const char *dir)
+{
+	_cleanup_close_ int fd = open(dir, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
+	if (fd < 0)
+		return false;
+	bool any = false;
+	for (int i = 0; i < 64 && f->ops->thaw(fd) == 0; i++)
+		any = true;
+	return any;
+}
+
+static int thaw_all(struct freezer *f, struct err *e)
+{
+	struct mount_list l;
+	int r = mounts_read(f->mountinfo, &l, e);
+	if (r < 0)
+		return r;
+	mounts_dedup(&l);
+	int n = 0;
+	for (size_t i = 0; i < l.n; i++)
+		n += thaw_dir(f, l.v[i].dir);
+	mounts_free(&l);
+	return n;
+}
+
+/* Which mounts to freeze: all (deduplicated by device), or the listed
+ * mount points, each of which must be one. */
+static int select_targets(struct freezer *f, const struct strlist *want, struct mount_list *out,
+			  struct err *e)
+{
+	struct mount_list all;
+	int r = mounts_read(f->mountinfo, &all, e);
+	if (r < 0)
+		return r;
+	if (!want || want->n == 0) {
+		mounts_dedup(&all);
+		*out = all;
+		return 0;
+	}
+	struct mount_list sel = {0};
+	for (size_t i = 0; i < want->n && r == 0; i++) {
+		const struct mount *m = mounts_find(&all, want->v[i]);
+		if (!m) {
+			r = err_set(e, -EINVAL, "'%s' is not the mount point of a freezable filesystem",
+				    want->v[i]);
+			break;
+		}
+		if (mounts_add(&sel, m) < 0)
+			r = err_set(e, -ENOMEM, "out of memory");
+	}
+	mounts_free(&all);
+	if (r < 0) {
+		mounts_free(&sel);
+		return r;
+	}
+	mounts_dedup(&sel);
+	*out = sel;
+	return 0;
+}
+
+/* FIFREEZE in reverse order; on a hard error thaw what this call froze.
+ * Returns the count or the error. */
+static int freeze_mounts(struct freezer *f, const struct mount_list *l, struct err *e)
+{
+	_cleanup_free_ bool *done = calloc(l->n ? l->n : 1, sizeof(bool));
+	if (!done)
+		return err_set(e, -ENOMEM, "out of memory");
+	int n = 0;
+	for (size_t i = l->n; i-- > 0;) {
+		const char *dir = l->v[i].dir;
+		_cleanup_close_ int fd = open(dir, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
+		int r = fd < 0 ? -errno : f->ops->freeze(fd);
+		if (r == 0) {
+			done[i] = true;
+			n++;
+			continue;
+		}
+		if (fd >= 0 && (r == -EOPNOTSUPP || r == -EBUSY))
+			continue; /* cannot be frozen / already frozen: skipped, as qemu-ga */
+		for (size_t j = 0; j < l->n; j++)
+			if (done[j])
+				(void)thaw_dir(f, l->v[j].dir);
+		return err_sys(e, r, fd < 0 ? "failed to open %s" : "failed to freeze %s", dir);
+	}
+	return n;
+}
+
+int freezer_freeze(struct freezer *f, const struct strlist *mountpoints, struct err *e)
+{
+	struct mount_list targets;
+	int r = select_targets(f, mountpoints, &targets, e);
+	if (r < 0)
+		return r;
+	if (f->hook && (r = hook_check(f->hook, e)) < 0) {
+		mounts_free(&targets);
+		return r;
+	}
+	f->report = (struct freeze_report){0};
+	f->thaw_hook_owed = f->hook != NULL;
+	if ((r = marker_write(f, e)) < 0) {
+		f->thaw_hook_owed = false;
+		mounts_free(&targets);
+		return r;
+	}
+	log_info("guest-fsfreeze called");
+	if (f->hook && (r = run_hook(f, "freeze", e)) < 0) {
+		struct err ignored;
+		settle_hook(f, &ignored);
+		marker_remove(f);
+		mounts_free(&targets);
+		return r;
+	}
+
+	/* From here until the thaw nothing may touch guest filesystems. */
+	log_hold();
+	f->frozen = true;
+	r = freeze_mounts(f, &targets, e);
+	mounts_free(&targets);
+	if (r > 0) {
+		f->report.frozen_ns = realtime_ns();
+		f->report.filesystems = r;
+		if (f->watchdog_ms > 0)
+			watchdog_set(f, f->watchdog_ms);
+		return r;
+	}
+	f->frozen = false;
+	log_release();
+	struct err ignored;
+	settle_hook(f, &ignored);
+	marker_remove(f);
+	if (r == 0)
+		log_info("no filesystem was frozen");
+	return r;
+}
+
+int freezer_thaw(struct freezer *f, struct err *e)
+{
+	struct err me = {0};
+	int n = thaw_all(f, &me);
+	if (n < 0 && f->frozen) {
+		/* cannot even list mounts: stay frozen, say why */
+		return err_set(e, n, "%s", me.msg);
+	}
+	bool was_frozen = f->frozen;
+	f->frozen = false;
+	watchdog_set(f, 0);
+	if (was_frozen) {
+		f->report.thawed_ns = realtime_ns();
+		log_release();
+	}
+	marker_remove(f);
+	log_info("guest-fsthaw called: %d filesystem(s) thawed", n < 0 ? 0 : n);
+	int r = settle_hook(f, e);
+	if (r < 0)
+		return r;
+	if (n < 0)
+		return err_set(e, n, "%s", me.msg);
+	return n;
+}
+
+void freezer_watchdog_fired(struct freezer *f)
+{
+	uint64_t ticks;
+	if (f->timerfd >= 0)
+		(void)read(f->timerfd, &ticks, sizeof(ticks));
+	if (!f->frozen)
+		return;
+	f->report.auto_thawed = true;
+	struct err e = {0};
+	int n = freezer_thaw(f, &e);
+	log_warn("no thaw arrived within %d s of the freeze: the watchdog thawed %d filesystem(s)%s%s",
+		 f->watchdog_ms / 1000, n < 0 ? 0 : n, n < 0 ? ": " : "", n < 0 ? e.msg : "");
+}
+
+void freezer_shutdown(struct freezer *f)
+{
+	if (!f->frozen && !f->thaw_hook_owed)
+		return;
+	struct err e = {0};
+	int n = freezer_thaw(f, &e);
+	if (n < 0)
+		log_error("thaw at exit: %s", e.msg);
+	else
+		log_info("thawed %d filesystem(s) before exiting", n);
+}
+
+int freezer_start(struct freezer *f, struct err *e)
+{
+	f->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (f->timerfd < 0)
+		return err_sys(e, -errno, "cannot create the watchdog timer");
+	char path[4096];
+	marker_path(f, path, sizeof(path));
+	_cleanup_fclose_ FILE *m = fopen(path, "re");
+	if (!m) {
+		if (errno == ENOENT)
+			return 0;
+		/* cannot tell: assume frozen, the safe side */
+		log_error("unable to access state file at path %s: %s", path, strerror(errno));
+	} else {
+		char line[64];
+		while (fgets(line, sizeof(line), m))
+			if (!strcmp(line, "thaw-hook-owed\n"))
+				f->thaw_hook_owed = true;
+	}
+	log_warn("previous instance appears to have exited with frozen filesystems; only "
+		 "freeze-safe commands are enabled until guest-fsfreeze-thaw (or the watchdog, in %d s)",
+		 f->watchdog_ms / 1000);
+	f->frozen = true;
+	f->report.recovered = true;
+	log_hold();
+	if (f->watchdog_ms > 0)
+		watchdog_set(f, f->watchdog_ms);
+	return 0;
+}
+
+void freezer_done(struct freezer *f)
+{
+	if (f->timerfd >= 0)
+		close(f->timerfd);
+	f->timerfd = -1;
+}
+
+struct json_object *freezer_report_json(const struct freezer *f)
+{
+	const struct freeze_report *r = &f->report;
+	struct json_object *o = json_object_new_object();
+	json_object_object_add(o, "status", json_object_new_string(f->frozen ? "frozen" : "thawed"));
+	json_object_object_add(o, "watchdog-ms", json_object_new_int(f->watchdog_ms));
+	json_object_object_add(o, "hook-timeout-ms", json_object_new_int(f->hook_timeout_ms));
+	json_object_object_add(o, "hook", f->hook ? json_object_new_string(f->hook) : NULL);
+	if (r->frozen_ns)
+		json_object_object_add(o, "frozen-at-ns", json_object_new_int64(r->frozen_ns));
+	if (r->thawed_ns)
+		json_object_object_add(o, "thawed-at-ns", json_object_new_int64(r->thawed_ns));
+	json_object_object_add(o, "filesystems", json_object_new_int(r->filesystems));
+	json_object_object_add(o, "auto-thawed", json_object_new_boolean(r->auto_thawed));
+	json_object_object_add(o, "recovered", json_object_new_boolean(r->recovered));
+	struct json_object *hooks = json_object_new_array();
+	for (int i = 0; i < r->nhooks; i++) {
+		const struct freeze_hook_run *h = &r->hooks[i];
+		struct json_object *x = json_object_new_object();
+		json_object_object_add(x, "action", json_object_new_string(h->action));
+		json_object_object_add(x, "started-at-ns", json_object_new_int64(h->started_ns));
+		json_object_object_add(x, "seconds", json_object_new_double(h->seconds));
+		json_object_object_add(x, "exit-status", json_object_new_int(h->exit_status));
+		json_object_object_add(x, "timed-out", json_object_new_boolean(h->timed_out));
+		json_object_array_add(hooks, x);
+	}
+	json_object_object_add(o, "hooks", hooks);
+	return o;
+}

@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * freeze: filesystem freeze and thaw with the fsfreeze hook, and every
+ * guarantee that keeps a guest from being stranded frozen.
+ *
+ * Semantics are qemu-ga's (freeze hook, then FIFREEZE in reverse mount
+ * order, EOPNOTSUPP/EBUSY skipped, any other error undoes the freeze; thaw
+ * in mount order with FITHAW until it fails), plus:
+ * - the thaw hook follows every freeze hook exactly once: after a failed or
+ *   timed-out freeze hook, a failed freeze, a freeze of nothing, a thaw, the
+ *   watchdog, or agent shutdown; and never when no freeze hook ran;
+ * - a watchdog thaws by itself if no thaw comes in time after freezing;
+ * - hooks have a timeout; a hook must not be writable by others;
+ * - freeze-list rejects paths that are not mount points, before any hook;
+ * - nothing is written to guest filesystems while frozen (log is held).
+ * The marker file (qemu-ga's name, so either agent recognises it) exists
+ * from before the freeze hook until after the thaw; an agent restarted
+ * while it exists starts frozen and owes the thaw hook.
+ */
+#ifndef QUIESCE_FREEZE_H
+#define QUIESCE_FREEZE_H
+
+#include "err.h"
+#include "strlist.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct json_object;
+
+/* The kernel calls, replaceable by tests. */
+struct freeze_ops {
+	int (*freeze)(int fd); /* 0 or -errno */
+	int (*thaw)(int fd);
+};
+extern const struct freeze_ops freeze_ops_ioctl;
+
+#define FREEZE_MAX_HOOK_RUNS 4
+
+struct freeze_hook_run {
+	const char *action; /* "freeze" / "thaw" */
+	int64_t started_ns; /* CLOCK_REALTIME */
+	double seconds;
+	int exit_status;    /* -1 if killed by a signal or timed out */
+	bool timed_out;
+};
+
+/* What happened to the last freeze, for hosts that ask afterwards. */
+struct freeze_report {
+	int64_t frozen_ns, thawed_ns; /* CLOCK_REALTIME; 0 = not (yet) */
+	int filesystems;
+	bool auto_thawed;             /* the watchdog thawed, not the host */
+	bool recovered;               /* frozen by an earlier agent instance */
+	struct freeze_hook_run hooks[FREEZE_MAX_HOOK_RUNS];
+	int nhooks;
+};
+
+struct freezer {
+	/* configuration, set before freezer_start() */
+	const char *hook;        /* NULL: no hook */
+	int hook_timeout_ms;
+	int watchdog_ms;         /* 0: no watchdog */
+	const char *statedir;
+	const char *mountinfo;   /* normally /proc/self/mountinfo */
+	const struct freeze_ops *ops;
+	/* state */
+	bool frozen;
+	bool thaw_hook_owed;
+	int timerfd;
+	struct freeze_report report;
+};
+
+#define FREEZE_DEFAULT_HOOK_TIMEOUT_MS (60 * 1000)
+#define FREEZE_DEFAULT_WATCHDOG_MS (30 * 1000)
+
+/* Defaults for everything; call before setting configuration. */
+void freezer_init(struct freezer *f);
+/* Look for a marker left by an earlier instance, create the watchdog
+ * timer.  A leftover marker means "frozen": the watchdog is armed. */
+int freezer_start(struct freezer *f, struct err *e);
+void freezer_done(struct freezer *f);
+
+/* Freeze all filesystems (mountpoints NULL) or the listed mount points.
+ * Returns the number frozen, or a negative errno with e set. */
+int freezer_freeze(struct freezer *f, const struct strlist *mountpoints, struct err *e);
+/* Thaw everything; returns the number thawed.  A failed thaw hook is an
+ * error (as in qemu-ga) although the filesystems are thawed. */
+int freezer_thaw(struct freezer *f, struct err *e);
+/* The watchdog timer fd for the event loop, and what to do when it fires. */
+int freezer_timer_fd(const struct freezer *f);
+void freezer_watchdog_fired(struct freezer *f);
+/* Agent exit: thaw if frozen, run an owed thaw hook. */
+void freezer_shutdown(struct freezer *f);
+
+/* The report as a JSON object (for the quiesce-freeze-report command). */
+struct json_object *freezer_report_json(const struct freezer *f);
+
+#endif

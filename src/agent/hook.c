@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: MIT
+/*
+ * hook: fsfreeze hook execution with a timeout (see hook.h).
+ *
+ * Waiting uses a pidfd (Linux 5.3+), polled together with the output pipe,
+ * so we wake the moment the hook exits; on older kernels we fall back to
+ * polling waitpid(WNOHANG) every millisecond.  The agent is single-threaded,
+ * so the child may format its exec error before _exit.
+ */
+#include "hook.h"
+
+#include "cleanup.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+
+#define KILL_GRACE_MS 2000
+
+int hook_check(const char *path, struct err *e)
+{
+	struct stat st;
+	if (stat(path, &st) < 0 || access(path, X_OK) < 0)
+		return err_sys(e, -errno, "can't access fsfreeze hook '%s'", path);
+	if (!S_ISREG(st.st_mode))
+		return err_set(e, -EINVAL, "fsfreeze hook '%s' is not a regular file", path);
+	if (st.st_uid != 0 && st.st_uid != geteuid())
+		return err_set(e, -EPERM,
+			       "fsfreeze hook '%s' is owned by uid %u, not root; refusing to run it",
+			       path, (unsigned)st.st_uid);
+	if (st.st_mode & (S_IWGRP | S_IWOTH))
+		return err_set(e, -EPERM,
+			       "fsfreeze hook '%s' is writable by group or others; refusing to run it",
+			       path);
+	return 0;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void drain(int fd, struct hook_result *res)
+{
+	char buf[4096];
+	ssize_t n;
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		size_t room = HOOK_OUTPUT_MAX - res->output.len;
+		size_t take = (size_t)n < room ? (size_t)n : room;
+		if (take)
+			buf_append(&res->output, buf, take);
+		if (take < (size_t)n)
+			res->truncated = true;
+	}
+}
+
+static void child(const char *path, const char *action, int out)
+{
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGPIPE, SIG_DFL);
+	setsid();
+	int null = open("/dev/null", O_RDONLY);
+	if (null >= 0)
+		dup2(null, STDIN_FILENO);
+	dup2(out, STDOUT_FILENO);
+	dup2(out, STDERR_FILENO);
+	execl(path, path, action, (char *)NULL);
+	dprintf(STDERR_FILENO, "failed to exec '%s': %s\n", path, strerror(errno));
+	_exit(127);
+}
+
+/* Wait for pid with the pipe drained; returns 1 if it exited (status set),
+ * 0 on timeout. */
+static int wait_exit(pid_t pid, int pidfd, int out, double deadline, struct hook_result *res)
+{
+	for (;;) {
+		if (waitpid(pid, &res->status, WNOHANG) == pid)
+			return 1;
+		double left = deadline - now();
+		if (left <= 0)
+			return 0;
+		struct pollfd p[2] = {{out, POLLIN, 0}, {pidfd, POLLIN, 0}};
+		int ms = pidfd >= 0 ? (int)(left * 1000) + 1 : 1;
+		if (poll(p, pidfd >= 0 ? 2 : 1, ms) < 0 && errno != EINTR)
+			return 0;
+		if (p[0].revents & POLLIN)
+			drain(out, res);
+		if (p[0].revents & (POLLHUP | POLLERR))
+			out = -1; /* everyone closed it: stop watching */
+	}
+}
+
+int hook_run(const char *path, const char *action, int timeout_ms, struct hook_result *res,
+	     struct err *e)
+{
+	*res = (struct hook_result){.output = BUF_INIT};
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return err_sys(e, -errno, "cannot create pipe FDs");
+	double start = now();
+	pid_t pid = fork();
+	if (pid < 0) {
+		int r = -errno;
+		close(p[0]);
+		close(p[1]);
+		return err_sys(e, r, "failed to create child process");
+	}
+	if (pid == 0)
+		child(path, action, p[1]);
+	close(p[1]);
+	_cleanup_close_ int out = p[0];
+	(void)fcntl(out, F_SETFL, O_NONBLOCK);
+	_cleanup_close_ int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+
+	if (!wait_exit(pid, pidfd, out, start + timeout_ms / 1000.0, res)) {
+		res->timed_out = true;
+		(void)kill(-pid, SIGKILL); /* the whole process group */
+		if (!wait_exit(pid, pidfd, -1, now() + KILL_GRACE_MS / 1000.0, res))
+			log_error("fsfreeze hook (pid %d) survived SIGKILL", (int)pid);
+	}
+	drain(out, res);
+	res->seconds = now() - start;
+	return 0;
+}
+
+const char *hook_failure(const struct hook_result *res, char *buf, size_t len)
+{
+	if (res->timed_out)
+		snprintf(buf, len, "fsfreeze hook has timed out after %.0f seconds and was killed",
+			 res->seconds);
+	else if (!WIFEXITED(res->status))
+		snprintf(buf, len, "fsfreeze hook has terminated abnormally");
+	else if (WEXITSTATUS(res->status) != 0)
+		snprintf(buf, len, "fsfreeze hook has failed with status %d", WEXITSTATUS(res->status));
+	else
+		return NULL;
+	return buf;
+}

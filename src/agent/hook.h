@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hook: run the fsfreeze hook ("HOOK freeze" / "HOOK thaw") safely.
+ *
+ * The hook runs in its own session and process group with stdin from
+ * /dev/null and stdout+stderr into a pipe that we read while we wait.  We
+ * wait for the hook process itself, not for end-of-file on the pipe, so a
+ * background child that keeps the pipe open (a database lock holder, say)
+ * cannot hang the agent.  On timeout the whole process group is killed.
+ */
+#ifndef QUIESCE_HOOK_H
+#define QUIESCE_HOOK_H
+
+#include "buf.h"
+#include "err.h"
+
+#include <stdbool.h>
+
+#define HOOK_OUTPUT_MAX (64u * 1024)
+
+struct hook_result {
+	int status;          /* waitpid() status, valid unless timed_out */
+	bool timed_out;      /* killed after the timeout */
+	double seconds;      /* how long it ran */
+	struct buf output;   /* stdout+stderr, at most HOOK_OUTPUT_MAX bytes */
+	bool truncated;      /* more output was discarded */
+};
+
+/* Check that the hook may be run: a regular executable file, owned by root
+ * or by us, not writable by group or others.  Errors name the problem. */
+int hook_check(const char *path, struct err *e);
+
+/* Run `path action`, waiting at most timeout_ms.  Returns 0 when the hook
+ * ran (look at res for how it ended), or a negative errno if it could not
+ * be started.  res->output must be freed with buf_free(). */
+int hook_run(const char *path, const char *action, int timeout_ms, struct hook_result *res,
+	     struct err *e);
+
+/* One line describing how the hook ended: qemu-ga 7.2's error text on
+ * failure ("fsfreeze hook has failed with status N"), NULL on success. */
+const char *hook_failure(const struct hook_result *res, char *buf, size_t len);
+
+#endif
