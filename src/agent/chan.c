@@ -6,9 +6,16 @@
  * open, the port polls as POLLHUP and reads return 0, forever: polling it
  * then spins the CPU.  qemu-ga sleeps 100 ms per wakeup instead.  We stop
  * polling the port ("host away") and wait for the SIGIO that the
- * virtio_console driver raises when the host side opens (we own the fd
- * with F_SETOWN/O_ASYNC), with a once-a-second look as a fallback.  The
- * guest is idle while no host is attached, and answers at once when one is.
+ * virtio_console driver raises when the host side opens or data arrives
+ * (we own the fd with F_SETOWN/O_ASYNC), with a backing-off look (10 ms,
+ * doubling to 1 s) as a fallback.
+ *
+ * When a host attaches, its first bytes can reach us before the driver has
+ * processed the "port open" control message: we then read data, and the
+ * next read says EOF although the host is there.  So EOF counts as a
+ * disconnect (which resets the parser) only if we had seen the host
+ * connected, i.e. a poll without POLLHUP; a quick recheck then finds the
+ * host a few milliseconds later without losing what was already read.
  *
  * Listen methods serve one client at a time: the listening fd is not
  * polled while a client is connected, so later connects queue in the
@@ -31,13 +38,16 @@
 #include <termios.h>
 #include <unistd.h>
 
-#define HOST_AWAY_RECHECK_MS 1000
+#define RECHECK_FIRST_MS 10
+#define RECHECK_MAX_MS 1000
 
 struct chan {
 	enum chan_method method;
 	int fd;        /* device, or listening socket */
 	int client;    /* accepted client (listen methods) */
-	bool host_away; /* virtio-serial: host side closed */
+	bool host_away; /* virtio-serial: host side closed; port not polled */
+	bool host_seen; /* virtio-serial: a poll without POLLHUP since the last EOF */
+	int recheck_ms; /* virtio-serial: next look while away */
 };
 
 static const char *const method_names[] = {
@@ -187,6 +197,7 @@ int chan_open(struct chan **ret, enum chan_method m, const char *path, struct er
 		return err_set(e, -ENOMEM, "out of memory");
 	c->method = m;
 	c->fd = c->client = -1;
+	c->recheck_ms = RECHECK_FIRST_MS;
 	bool activated;
 	int r = from_activation(c, &activated, e);
 	if (r == 0 && !activated) {
@@ -243,8 +254,8 @@ void chan_prepare(struct chan *c, struct pollfd *pfd, bool want_input, bool want
 	}
 	if (c->host_away) {
 		pfd->fd = -1; /* ignored by poll */
-		if (*timeout_ms < 0 || *timeout_ms > HOST_AWAY_RECHECK_MS)
-			*timeout_ms = HOST_AWAY_RECHECK_MS;
+		if (*timeout_ms < 0 || *timeout_ms > c->recheck_ms)
+			*timeout_ms = c->recheck_ms;
 		return;
 	}
 	pfd->fd = c->fd;
@@ -252,7 +263,9 @@ void chan_prepare(struct chan *c, struct pollfd *pfd, bool want_input, bool want
 
 void chan_wakeup(struct chan *c)
 {
+	log_debug("SIGIO: looking at the port again");
 	c->host_away = false;
+	c->recheck_ms = RECHECK_FIRST_MS;
 }
 
 static enum chan_event drop_client(struct chan *c)
@@ -276,14 +289,18 @@ enum chan_event chan_process(struct chan *c, short revents, char *buf, size_t ca
 	}
 	if (c->host_away) { /* the periodic look: try the port again */
 		c->host_away = false;
+		c->recheck_ms = c->recheck_ms * 2 > RECHECK_MAX_MS ? RECHECK_MAX_MS : c->recheck_ms * 2;
 		return CHAN_IDLE;
 	}
 	if (!revents)
 		return CHAN_IDLE;
+	if (!is_listen(c) && !(revents & POLLHUP))
+		c->host_seen = true;
 	int fd = is_listen(c) ? c->client : c->fd;
 	if (revents & (POLLIN | POLLHUP | POLLERR)) {
 		ssize_t r = read(fd, buf, cap);
 		if (r > 0) {
+			log_debug("read %zd bytes (revents 0x%x)", r, (unsigned)revents);
 			*n = (size_t)r;
 			return CHAN_DATA;
 		}
@@ -296,7 +313,13 @@ enum chan_event chan_process(struct chan *c, short revents, char *buf, size_t ca
 			return CHAN_FAILED;
 		}
 		/* virtio-serial: EOF (or an error) while the host is away */
+		log_debug("port reports no host (revents 0x%x, seen %d, recheck %d ms)", (unsigned)revents,
+			  c->host_seen, c->recheck_ms);
 		c->host_away = true;
+		if (!c->host_seen)
+			return CHAN_IDLE; /* not connected yet, or never was: keep input */
+		c->host_seen = false;
+		c->recheck_ms = RECHECK_FIRST_MS;
 		return CHAN_DISCONNECTED;
 	}
 	return CHAN_IDLE;

@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <json-c/json.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -141,6 +142,19 @@ static void handle_input(struct agent *a, struct jstream *js, const char *p, siz
 	struct jstream_event ev;
 	while (jstream_feed(js, &p, &n, &ev))
 		rpc_handle(a, &ev, out);
+}
+
+/* json-c seeds its string hash from getrandom()/urandom the first time an
+ * object gets a key.  On a freshly booted guest with no entropy yet (no
+ * RDRAND, no virtio-rng: typical under TCG) that read makes Linux >= 5.18
+ * generate jitter entropy for up to a second.  Pay that here, before the
+ * channel opens, never inside a host's first request.  (A seeded hash is
+ * worth keeping: the host can send objects with a million keys.) */
+static void seed_json_hash(void)
+{
+	struct json_object *o = json_object_new_object();
+	json_object_object_add(o, "seed", NULL);
+	json_object_put(o);
 }
 
 static int open_channel(const struct agent_options *o, int sigfd, struct chan **ret)
@@ -287,6 +301,7 @@ int main(int argc, char **argv)
 	if (o.daemonize && daemonize(o.pidfile) < 0)
 		goto out_sig;
 	log_info("quiesce-agent %s started (method %s)", QUIESCE_VERSION, o.method);
+	seed_json_hash();
 	if (freezer_start(&a.freezer, &e) < 0) {
 		log_error("%s", e.msg);
 		goto out_sig;
