@@ -38,6 +38,9 @@
 #include <termios.h>
 #include <unistd.h>
 
+/* Clients beyond the one being served wait here (qemu-ga uses 1, which
+ * makes a third concurrent connect fail with EAGAIN instead of waiting). */
+#define LISTEN_BACKLOG 16
 #define RECHECK_FIRST_MS 10
 #define RECHECK_MAX_MS 1000
 
@@ -137,7 +140,7 @@ static int listen_unix(struct chan *c, const char *path, struct err *e)
 		return err_sys(e, -errno, "cannot create socket");
 	if (bind(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		return err_sys(e, -errno, "cannot bind to '%s'", path);
-	if (listen(c->fd, 1) < 0)
+	if (listen(c->fd, LISTEN_BACKLOG) < 0)
 		return err_sys(e, -errno, "cannot listen on '%s'", path);
 	return 0;
 }
@@ -154,7 +157,7 @@ static int listen_vsock(struct chan *c, const char *path, struct err *e)
 		return err_sys(e, -errno, "cannot create vsock socket");
 	if (bind(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		return err_sys(e, -errno, "cannot bind to vsock '%s'", path);
-	if (listen(c->fd, 1) < 0)
+	if (listen(c->fd, LISTEN_BACKLOG) < 0)
 		return err_sys(e, -errno, "cannot listen on vsock '%s'", path);
 	return 0;
 }

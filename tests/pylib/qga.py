@@ -18,7 +18,15 @@ class Conn:
         if sock is None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(timeout)
-            sock.connect(path)
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    sock.connect(path)
+                    break
+                except BlockingIOError:  # listen backlog full: the agent is busy
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
         self.sock = sock
         self.timeout = timeout
         self.buf = b""

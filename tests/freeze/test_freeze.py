@@ -1,0 +1,348 @@
+# SPDX-License-Identifier: MIT
+"""quiesce-agent freezing real (loop-mounted) filesystems, with hooks, and
+every way a freeze can go wrong.  Each test ends with the same questions:
+is every filesystem thawed, did the thaw hook run exactly once after a
+freeze hook, and do the reply and the log say what happened?
+"""
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.freeze
+
+FROZEN_DISABLED = "has been disabled: the agent is in frozen state"
+
+
+def freeze_list(c, *paths):
+    return c.cmd("guest-fsfreeze-freeze-list", {"mountpoints": [str(p) for p in paths]})
+
+
+def error_desc(reply):
+    assert "error" in reply, reply
+    return reply["error"]["desc"]
+
+
+def wait_for(pred, timeout=10.0, step=0.02):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+def marker(agent):
+    return Path(agent.statedir) / "qga.state.isfrozen"
+
+
+def test_freeze_blocks_writes_until_thaw_on_ext4_and_xfs(sb):
+    e, x = sb.fs("e", "ext4"), sb.fs("x", "xfs")
+    ag = sb.agent()
+    w = sb.writer(e)
+    assert wait_for(lambda: w.count() >= 5)
+    with ag.conn() as c:
+        assert freeze_list(c, e.path, x.path) == {"return": 2}
+        assert c.cmd("guest-fsfreeze-status") == {"return": "frozen"}
+        assert e.is_frozen() and x.is_frozen()
+        assert marker(ag).exists()
+        n = w.count()
+        time.sleep(0.5)
+        assert w.count() <= n + 1, "the writer kept writing while frozen"
+        assert c.cmd("guest-fsfreeze-thaw") == {"return": 2}
+        assert wait_for(lambda: w.count() >= n + 5), "the writer did not resume after thaw"
+        assert c.cmd("guest-fsfreeze-status") == {"return": "thawed"}
+    assert not e.is_frozen() and not x.is_frozen()
+    assert not marker(ag).exists()
+
+
+def test_hook_runs_freeze_before_and_thaw_after(sb):
+    fs = sb.fs()
+    hook = sb.hook('echo "hook says $1"')
+    ag = sb.agent("-F%s" % hook)
+    with ag.conn() as c:
+        assert freeze_list(c, fs.path) == {"return": 1}
+        assert sb.hook_calls() == ["freeze"]
+        assert c.cmd("guest-fsfreeze-thaw") == {"return": 1}
+    assert sb.hook_calls() == ["freeze", "thaw"]
+    log = ag.log_text()
+    assert "hook says freeze" in log and "hook says thaw" in log, "hook output not in the log"
+    assert not fs.is_frozen()
+
+
+def test_failing_freeze_hook_fails_freeze_and_still_thaws_hook(sb):
+    fs = sb.fs()
+    hook = sb.hook('[ "$1" = freeze ] && exit 3; exit 0')
+    ag = sb.agent("-F%s" % hook)
+    with ag.conn() as c:
+        assert error_desc(freeze_list(c, fs.path)) == "fsfreeze hook has failed with status 3"
+        assert c.cmd("guest-fsfreeze-status") == {"return": "thawed"}
+        assert c.cmd("guest-ping") == {"return": {}}
+    assert sb.hook_calls() == ["freeze", "thaw"]
+    assert not fs.is_frozen() and not marker(ag).exists()
+    assert "fsfreeze hook freeze: fsfreeze hook has failed with status 3" in ag.log_text()
+
+
+def test_failing_thaw_hook_is_reported_but_filesystems_thaw(sb):
+    fs = sb.fs()
+    hook = sb.hook('[ "$1" = thaw ] && exit 4; exit 0')
+    ag = sb.agent("-F%s" % hook)
+    with ag.conn() as c:
+        assert freeze_list(c, fs.path) == {"return": 1}
+        assert error_desc(c.cmd("guest-fsfreeze-thaw")) == "fsfreeze hook has failed with status 4"
+        assert c.cmd("guest-fsfreeze-status") == {"return": "thawed"}
+        # the debt is paid: a second thaw runs no hook
+        assert c.cmd("guest-fsfreeze-thaw") == {"return": 0}
+    assert sb.hook_calls() == ["freeze", "thaw"]
+    assert not fs.is_frozen()
+
+
+def test_hook_killed_by_signal(sb):
+    fs = sb.fs()
+    hook = sb.hook('[ "$1" = freeze ] && kill -9 $$; exit 0')
+    ag = sb.agent("-F%s" % hook)
+    with ag.conn() as c:
+        assert error_desc(freeze_list(c, fs.path)) == "fsfreeze hook has terminated abnormally"
+    assert sb.hook_calls() == ["freeze", "thaw"]
+    assert not fs.is_frozen()
+
+
+def test_hanging_hook_is_killed_with_its_process_group(sb):
+    fs = sb.fs()
+    hook = sb.hook('[ "$1" = freeze ] && { sleep 300.25 & sleep 300.5; }; exit 0')
+    ag = sb.agent("-F%s" % hook, "--hook-timeout=2")
+    t0 = time.monotonic()
+    with ag.conn() as c:
+        desc = error_desc(freeze_list(c, fs.path))
+        took = time.monotonic() - t0
+        assert "timed out" in desc and "killed" in desc, desc
+        assert took < 6, "freeze answered after %.1f s with a 2 s hook timeout" % took
+        assert c.cmd("guest-fsfreeze-status") == {"return": "thawed"}
+    left = subprocess.run(["pgrep", "-f", "sleep 300.[25]"], stdout=subprocess.PIPE, text=True)
+    assert left.stdout == "", "hook processes survived the timeout: %s" % left.stdout
+    assert sb.hook_calls() == ["freeze", "thaw"]
+    assert not fs.is_frozen()
+
+
+def test_background_child_holding_stdout_does_not_hang_the_agent(sb):
+    fs = sb.fs()
+    # The classic mysql-flush.sh shape: a background child that inherits
+    # stdout and lives on.  qemu-ga 8+ reads the pipe to EOF and hangs here.
+    hook = sb.hook('[ "$1" = freeze ] && sleep 301.5 &\nexit 0')
+    ag = sb.agent("-F%s" % hook)
+    try:
+        with ag.conn() as c:
+            t0 = time.monotonic()
+            assert freeze_list(c, fs.path) == {"return": 1}
+            assert time.monotonic() - t0 < 3
+            assert c.cmd("guest-fsfreeze-thaw") == {"return": 1}
+        assert sb.hook_calls() == ["freeze", "thaw"]
+    finally:
+        subprocess.run(["pkill", "-f", "sleep 301.5"])
+    assert not fs.is_frozen()
+
+
+@pytest.mark.parametrize("case", ["missing", "not-executable"])
+def test_unusable_hook_fails_cleanly(sb, case):
+    fs = sb.fs()
+    if case == "missing":
+        hook = sb.dir / "no-such-hook"
+        want = "can't access fsfreeze hook '%s': No such file or directory" % hook
+    else:
+        hook = sb.hook("exit 0", mode=0o644)
+        want = "can't access fsfreeze hook '%s': Permission denied" % hook
+    ag = sb.agent("-F%s" % hook)
+    with ag.conn() as c:
+        assert error_desc(freeze_list(c, fs.path)) == want
+        assert c.cmd("guest-fsfreeze-status") == {"return": "thawed"}
+    assert sb.hook_calls() == []
+    assert not fs.is_frozen() and not marker(ag).exists()
+
+
+def test_hook_writable_by_others_is_refused(sb):
+    fs = sb.fs()
+    hook = sb.hook("exit 0", mode=0o757)
+    ag = sb.agent("-F%s" % hook)
+    with ag.conn() as c:
+        desc = error_desc(freeze_list(c, fs.path))
+        assert "writable by group or others" in desc and str(hook) in desc, desc
+    assert sb.hook_calls() == []
+    assert not fs.is_frozen()
+
+
+@pytest.mark.parametrize("bad", ["/tmp/qfz-not-a-mount", "SUBDIR"])
+def test_freeze_list_entry_that_is_not_a_mount_point(sb, bad):
+    fs = sb.fs()
+    if bad == "SUBDIR":
+        bad = fs.path + "/lost+found"
+    hook = sb.hook("exit 0")
+    ag = sb.agent("-F%s" % hook)
+    with ag.conn() as c:
+        desc = error_desc(freeze_list(c, fs.path, bad))
+        assert bad in desc and "not the mount point" in desc, desc
+    assert sb.hook_calls() == [], "a hook ran for a freeze that was invalid"
+    assert not fs.is_frozen()
+
+
+def test_freeze_while_frozen_is_refused_like_qemu_ga(sb):
+    fs = sb.fs()
+    hook = sb.hook("exit 0")
+    ag = sb.agent("-F%s" % hook)
+    with ag.conn() as c:
+        assert freeze_list(c, fs.path) == {"return": 1}
+        r = freeze_list(c, fs.path)
+        assert r["error"] == {"class": "CommandNotFound", "desc":
+                              "Command guest-fsfreeze-freeze-list " + FROZEN_DISABLED}
+        assert c.cmd("guest-get-time")["error"]["class"] == "CommandNotFound"
+        assert c.cmd("guest-fsfreeze-thaw") == {"return": 1}
+    assert sb.hook_calls() == ["freeze", "thaw"]
+
+
+def test_thaw_while_thawed_runs_no_hook(sb):
+    sb.fs()
+    hook = sb.hook("exit 0")
+    ag = sb.agent("-F%s" % hook)
+    with ag.conn() as c:
+        assert c.cmd("guest-fsfreeze-thaw") == {"return": 0}
+    assert sb.hook_calls() == []
+
+
+def test_client_gone_during_hook_and_while_frozen(sb):
+    fs = sb.fs()
+    hook = sb.hook('[ "$1" = freeze ] && sleep 1; exit 0')
+    ag = sb.agent("-F%s" % hook)
+    c = ag.conn()
+    c.send({"execute": "guest-fsfreeze-freeze-list", "arguments": {"mountpoints": [fs.path]}})
+    c.close()  # the host goes away while the freeze hook runs
+    with ag.conn() as c2:  # served once the agent is done with the freeze
+        assert c2.cmd("guest-fsfreeze-status") == {"return": "frozen"}
+    with ag.conn() as c3:  # and it stays frozen across clients
+        assert c3.cmd("guest-fsfreeze-status") == {"return": "frozen"}
+        assert fs.is_frozen()
+        assert c3.cmd("guest-fsfreeze-thaw") == {"return": 1}
+    assert sb.hook_calls() == ["freeze", "thaw"]
+    assert not fs.is_frozen()
+
+
+def test_sigterm_while_frozen_thaws_then_exits(sb):
+    fs = sb.fs()
+    hook = sb.hook("exit 0")
+    ag = sb.agent("-F%s" % hook)
+    w = sb.writer(fs)
+    assert wait_for(lambda: w.count() >= 3)
+    with ag.conn() as c:
+        assert freeze_list(c, fs.path) == {"return": 1}
+    n = w.count()
+    ag.signal(signal.SIGTERM)
+    assert ag.wait(timeout=20) == 0
+    assert not fs.is_frozen()
+    assert wait_for(lambda: w.count() > n + 3)
+    assert sb.hook_calls() == ["freeze", "thaw"]
+    assert not marker(ag).exists()
+    assert "thawed 1 filesystem(s) before exiting" in ag.log_text()
+
+
+@pytest.mark.parametrize("recovery", ["thaw", "watchdog"])
+def test_sigkill_while_frozen_then_restart(sb, recovery):
+    fs = sb.fs()
+    hook = sb.hook("exit 0")
+    ag = sb.agent("-F%s" % hook)
+    with ag.conn() as c:
+        assert freeze_list(c, fs.path) == {"return": 1}
+    ag.signal(signal.SIGKILL)
+    ag.wait()
+    assert fs.is_frozen() and marker(ag).exists()
+    args = ["-F%s" % hook, "-t", str(ag.statedir)]
+    if recovery == "watchdog":
+        args.append("--freeze-timeout=2")
+    ag2 = sb.agent(*args)
+    with ag2.conn() as c:
+        assert c.cmd("guest-fsfreeze-status") == {"return": "frozen"}
+        assert "error" in c.cmd("guest-get-time")
+        if recovery == "thaw":
+            assert c.cmd("guest-fsfreeze-thaw") == {"return": 1}
+        else:
+            assert wait_for(lambda: not fs.is_frozen(), timeout=10)
+            assert c.cmd("guest-fsfreeze-status") == {"return": "thawed"}
+    assert not fs.is_frozen() and not marker(ag).exists()
+    assert sb.hook_calls() == ["freeze", "thaw"], "the owed thaw hook did not run exactly once"
+    assert "previous instance appears to have exited with frozen filesystems" in ag2.log_text()
+
+
+def test_watchdog_thaws_when_no_thaw_comes(sb):
+    fs = sb.fs()
+    hook = sb.hook("exit 0")
+    ag = sb.agent("-F%s" % hook, "--freeze-timeout=1")
+    with ag.conn() as c:
+        assert freeze_list(c, fs.path) == {"return": 1}
+        assert wait_for(lambda: not fs.is_frozen(), timeout=10)
+        assert c.cmd("guest-fsfreeze-status") == {"return": "thawed"}
+        report = c.cmd("quiesce-freeze-report")["return"]
+        assert report["auto-thawed"] is True and report["filesystems"] == 1
+        # a late thaw from the host finds nothing to do: 0 tells it what happened
+        assert c.cmd("guest-fsfreeze-thaw") == {"return": 0}
+    assert sb.hook_calls() == ["freeze", "thaw"]
+    assert "the watchdog thawed 1 filesystem(s)" in ag.log_text()
+
+
+def test_freeze_of_nothing_still_runs_thaw_hook(sb):
+    fs = sb.fs()
+    hook = sb.hook("exit 0")
+    ag = sb.agent("-F%s" % hook)
+    subprocess.run(["fsfreeze", "-f", fs.path], check=True)  # someone else froze it: EBUSY
+    try:
+        with ag.conn() as c:
+            assert freeze_list(c, fs.path) == {"return": 0}
+            assert c.cmd("guest-fsfreeze-status") == {"return": "thawed"}
+        assert sb.hook_calls() == ["freeze", "thaw"]
+    finally:
+        fs.thaw()
+
+
+def test_bind_mount_of_one_device_is_frozen_once(sb):
+    fs = sb.fs()
+    bind = sb.dir / "bind"
+    bind.mkdir()
+    subprocess.run(["mount", "--bind", fs.path, str(bind)], check=True)
+    try:
+        ag = sb.agent()
+        with ag.conn() as c:
+            assert freeze_list(c, fs.path, bind) == {"return": 1}
+            assert c.cmd("guest-fsfreeze-thaw") == {"return": 1}
+    finally:
+        fs.thaw()
+        subprocess.run(["umount", str(bind)])
+
+
+def test_nested_loop_filesystem_is_frozen_first(sb):
+    """A filesystem whose image lives on another: freezing the outer one
+    first would block the inner one's freeze forever.  Reverse mount order
+    freezes the inner one first."""
+    outer = sb.fs("outer")
+    import sandbox
+    inner = sandbox.LoopFs(outer.path, "inner")  # image on `outer`, mounted inside it
+    sb.filesystems.insert(0, inner)  # thawed and unmounted before outer
+    ag = sb.agent()
+    with ag.conn(timeout=20) as c:
+        assert freeze_list(c, outer.path, inner.path) == {"return": 2}
+        assert c.cmd("guest-fsfreeze-thaw") == {"return": 2}
+    assert not outer.is_frozen() and not inner.is_frozen()
+
+
+def test_log_on_the_frozen_filesystem_never_blocks_the_agent(sb):
+    fs = sb.fs()
+    log = Path(fs.path) / "agent.log"
+    ag = sb.agent("-l", str(log))
+    with ag.conn(timeout=10) as c:
+        assert freeze_list(c, fs.path) == {"return": 1}
+        for _ in range(3):  # each would log at debug level
+            assert c.cmd("guest-ping") == {"return": {}}
+        assert "error" in c.cmd("guest-get-time")
+        assert c.cmd("guest-fsfreeze-thaw") == {"return": 1}
+    text = log.read_text()
+    assert "guest-fsfreeze called" in text and "running guest-ping" in text, \
+        "messages held during the freeze were not written after the thaw"
