@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: MIT
+/* Unit tests for hook: running hooks, their endings, timeouts, checks. */
+#include "hook.h"
+#include "tap.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static char dir[] = "/tmp/test-hook-XXXXXX";
+
+static const char *script(const char *name, const char *body, mode_t mode)
+{
+	static char path[256];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *f = fopen(path, "w");
+	fprintf(f, "#!/bin/sh\n%s\n", body);
+	fclose(f);
+	chmod(path, mode);
+	return path;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int main(void)
+{
+	struct hook_result r;
+	struct err e;
+	char why[128];
+	if (!mkdtemp(dir))
+		return 1;
+
+	const char *p = script("ok.sh", "echo \"action=$1\"; echo err >&2", 0755);
+	ok(hook_check(p, &e) == 0, "a root-owned 0755 hook passes the check");
+	ok(hook_run(p, "freeze", 5000, &r, &e) == 0 && WIFEXITED(r.status) &&
+		   WEXITSTATUS(r.status) == 0 && !hook_failure(&r, why, sizeof(why)),
+	   "hook succeeds");
+	ok(r.output.len && strstr(r.output.data, "action=freeze") && strstr(r.output.data, "err"),
+	   "stdout and stderr captured, argument passed");
+	buf_free(&r.output);
+
+	p = script("fail.sh", "exit 3", 0755);
+	hook_run(p, "thaw", 5000, &r, &e);
+	is_str(hook_failure(&r, why, sizeof(why)), "fsfreeze hook has failed with status 3",
+	       "non-zero exit: qemu-ga 7.2's text");
+	buf_free(&r.output);
+
+	p = script("kill.sh", "kill -9 $$", 0755);
+	hook_run(p, "freeze", 5000, &r, &e);
+	is_str(hook_failure(&r, why, sizeof(why)), "fsfreeze hook has terminated abnormally",
+	       "killed by a signal");
+	buf_free(&r.output);
+
+	p = script("hang.sh", "sleep 60 & sleep 61", 0755);
+	double t0 = now();
+	hook_run(p, "freeze", 300, &r, &e);
+	double took = now() - t0;
+	ok(r.timed_out && took < 3, "a hanging hook is stopped at the timeout (%.2f s)", took);
+	ok(hook_failure(&r, why, sizeof(why)) && strstr(why, "timed out"), "timeout text: %s", why);
+	ok(system("pgrep -f 'sleep 6[01]$' >/dev/null") != 0, "its whole process group was killed");
+	buf_free(&r.output);
+
+	p = script("bg.sh", "sleep 62 &\necho started", 0755);
+	t0 = now();
+	hook_run(p, "freeze", 5000, &r, &e);
+	took = now() - t0;
+	ok(!r.timed_out && took < 2 && WIFEXITED(r.status),
+	   "a background child holding stdout does not keep us waiting (%.2f s)", took);
+	ok(r.output.len && strstr(r.output.data, "started"), "output before exit is kept");
+	buf_free(&r.output);
+	(void)system("pkill -f 'sleep 62$'");
+
+	p = script("loud.sh", "head -c 200000 /dev/zero | tr '\\0' x", 0755);
+	hook_run(p, "freeze", 5000, &r, &e);
+	ok(r.output.len == HOOK_OUTPUT_MAX && r.truncated, "output is capped at %u bytes",
+	   HOOK_OUTPUT_MAX);
+	buf_free(&r.output);
+
+	p = script("world.sh", "exit 0", 0757);
+	ok(hook_check(p, &e) == -EPERM && strstr(e.msg, "writable by group or others"),
+	   "world-writable hook refused: %s", e.msg);
+	p = script("noexec.sh", "exit 0", 0644);
+	ok(hook_check(p, &e) < 0 && strstr(e.msg, "can't access fsfreeze hook"),
+	   "non-executable hook refused: %s", e.msg);
+	char missing[300];
+	snprintf(missing, sizeof(missing), "%s/missing", dir);
+	ok(hook_check(missing, &e) == -ENOENT, "missing hook refused: %s", e.msg);
+	ok(hook_check(dir, &e) < 0, "a directory is refused: %s", e.msg);
+
+	char cmd[400];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	(void)system(cmd);
+	return tap_done();
+}
