@@ -81,12 +81,14 @@ def agent(request, vm_assets, tmp_path_factory):
 @pytest.fixture
 def vm(request, agent, vm_assets):
     """vm(start=True, **Guest kwargs) -> Guest booting the current agent with
-    the data disk.  start=False: not launched yet (call launch() or start())."""
+    the data disk.  start=False: not launched yet (call launch() or start()).
+    initrd=PATH boots another initramfs (e.g. one with extra files)."""
     guests = []
 
     def make(start=True, **kwargs):
         kwargs.setdefault("disk", vm_assets["DATA_BASE"])
-        g = vmh.Guest(vm_assets["KERNEL"], agent.initrd, **kwargs)
+        initrd = kwargs.pop("initrd", agent.initrd)
+        g = vmh.Guest(vm_assets["KERNEL"], initrd, **kwargs)
         guests.append(g)
         if start:
             g.start()
