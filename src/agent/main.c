@@ -35,8 +35,20 @@
 #define OUT_HIGH (64u * 1024)
 #define RETRY_INTERVAL_MS 5000
 
+static void no_op(int sig)
+{
+	(void)sig;
+}
+
 static int open_signals(void)
 {
+	/* Real (empty) handlers, although the signals stay blocked and are
+	 * read from a signalfd: as PID 1 of a container or namespace, the
+	 * kernel drops signals whose disposition is SIG_DFL, so SIGTERM would
+	 * never reach us and a frozen guest could not be stopped cleanly. */
+	static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGIO};
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		signal(sigs[i], no_op);
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);

@@ -17,6 +17,7 @@ import pytest
 
 TOP = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(TOP / "tests" / "pylib"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sandbox  # noqa: E402
 
 AGENT = Path(os.environ.get("QUIESCE_AGENT", TOP / "build" / "src" / "agent" / "quiesce-agent"))
