@@ -180,8 +180,8 @@ static void usage(FILE *f)
 		"  -l, --logfile     set logfile path ('syslog' for syslog), logs to stderr by default\n"
 		"  -f, --pidfile     specify pidfile (default is %s)\n"
 		"  -F, --fsfreeze-hook[=PATH]\n"
-		"                    enable fsfreeze hook (default %s); attach the\n"
-		"                    argument: -F/path/to/hook\n"
+		"                    fsfreeze hook (default %s, used if it exists);\n"
+		"                    attach the argument: -F/path/to/hook; empty: no hook\n"
 		"  -t, --statedir    specify dir to store state information (absolute paths\n"
 		"                    only, default is %s)\n"
 		"  -c, --config      configuration file (default %s, or $QGA_CONF)\n"
@@ -268,10 +268,16 @@ int options_parse(struct agent_options *o, int argc, char **argv, struct err *e)
 	if (!o->pidfile && set_str(&o->pidfile, DEFAULT_PIDFILE, e) < 0)
 		return -ENOMEM;
 	/* qemu-ga runs a hook only with -F; the stock hook installed at the
-	 * default path is meant to run, so we use it when it exists. */
+	 * default path is meant to run, so we use it when it exists.  An
+	 * explicitly empty value (--fsfreeze-hook= or fsfreeze-hook=) means
+	 * no hook at all. */
 	if (!o->fsfreeze_hook && access(DEFAULT_HOOK, F_OK) == 0 &&
 	    set_str(&o->fsfreeze_hook, DEFAULT_HOOK, e) < 0)
 		return -ENOMEM;
+	if (o->fsfreeze_hook && !o->fsfreeze_hook[0]) {
+		free(o->fsfreeze_hook);
+		o->fsfreeze_hook = NULL;
+	}
 	if (o->statedir[0] != '/')
 		return err_set(e, -EINVAL, "statedir '%s' must be an absolute path", o->statedir);
 	return OPTIONS_RUN;

@@ -50,6 +50,10 @@ class Sandbox:
         return f
 
     def agent(self, *args, binary=AGENT, env=None):
+        # Hermetic: without -F, ask for no hook (quiesce-agent would otherwise
+        # use /etc/qemu/fsfreeze-hook if this machine has one).
+        if not any(a.startswith("-F") for a in args):
+            args = ("--fsfreeze-hook=",) + args
         a = sandbox.Agent(binary, self.dir, args, env=env)
         self.agents.append(a)
         return a
