@@ -42,7 +42,7 @@ static int info(struct agent *a, struct json_object *args, struct json_object **
 	struct json_object *o = json_object_new_object();
 	struct json_object *list = json_object_new_array();
 	json_object_object_add(o, "version", json_object_new_string(QUIESCE_VERSION));
-	for (size_t i = 0; i < rpc_command_count; i++) {
+	for (size_t i = rpc_command_count; i-- > 0;) { /* newest first, as qemu-ga */
 		const struct rpc_command *c = rpc_commands[i];
 		const char *reason;
 		struct json_object *item = json_object_new_object();
