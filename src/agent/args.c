@@ -6,12 +6,21 @@
  * Order matters because only the first error is reported: members are
  * visited in schema order (missing, then wrong type, element by element for
  * lists), and only then are leftover members reported as unexpected.
+ *
+ * Which leftover is named depends on how QEMU's input visitor stores the
+ * keys: in a GLib GHashTable, filled in QDict order, iterated by slot.  We
+ * rebuild that table's slot order (g_str_hash, index (h * 11) mod a prime,
+ * quadratic probing, growth by rehashing) so the same key is named.
  */
 #include "rpc.h"
 
+#include "jwrite.h"
+
 #include <errno.h>
 #include <inttypes.h>
+#include <stdint.h>
 #include <json-c/json.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *type_name(enum arg_type t)
@@ -52,6 +61,132 @@ static bool in_spec(const struct arg_spec *spec, const char *key)
 	return false;
 }
 
+/* GLib's g_str_hash: djb2 over *signed* chars. */
+static uint32_t g_str_hash_compat(const char *k)
+{
+	uint32_t h = 5381;
+	for (const signed char *p = (const signed char *)k; *p; p++)
+		h = (h << 5) + h + (uint32_t)(int32_t)*p;
+	return h < 2 ? 2 : h; /* 0 and 1 mark unused and deleted slots */
+}
+
+/* A model of GLib's GHashTable (2.74) as QEMU's visitor uses it: a set of
+ * strings filled by g_hash_table_add(), never shrunk.  Only the slot order
+ * matters, so only hashes and keys are kept. */
+struct gtable {
+	unsigned shift, mod;
+	size_t size, nnodes, noccupied;
+	uint32_t *hashes; /* 0 unused, >= 2 a key's hash */
+	const char **keys;
+};
+
+static const unsigned prime_mod[] = {1, 2, 3, 7, 13, 31, 61, 127, 251, 509, 1021, 2039, 4093,
+				     8191, 16381, 32749, 65521, 131071, 262139, 524287, 1048573,
+				     2097143, 4194301, 8388593, 16777213, 33554393, 67108859};
+
+static size_t to_index(const struct gtable *t, uint32_t h)
+{
+	return (size_t)((h * 11u) % t->mod); /* GLib multiplies by a small prime first */
+}
+
+static int gtable_set_shift(struct gtable *t, size_t want)
+{
+	unsigned shift = 0;
+	while (want) {
+		want >>= 1;
+		shift++;
+	}
+	if (shift < 3)
+		shift = 3;
+	if (shift >= sizeof(prime_mod) / sizeof(prime_mod[0]))
+		return -1;
+	size_t old = t->size, size = (size_t)1 << shift;
+	uint32_t *h = realloc(t->hashes, size * sizeof(*h));
+	if (h)
+		t->hashes = h;
+	const char **k = realloc(t->keys, size * sizeof(*k));
+	if (k)
+		t->keys = k;
+	if (!h || !k)
+		return -1;
+	memset(t->hashes + old, 0, (size - old) * sizeof(*h));
+	t->shift = shift;
+	t->mod = prime_mod[shift];
+	t->size = size;
+	return 0;
+}
+
+/* GLib's in-place rehash: walk the old slots in order; put each entry at
+ * its new home, evicting (and then placing) whatever sat there, unless that
+ * slot was already assigned in this pass. */
+static int gtable_grow(struct gtable *t)
+{
+	size_t old = t->size;
+	if (gtable_set_shift(t, (size_t)(t->nnodes * 1.333)) < 0)
+		return -1;
+	unsigned char *done = calloc(t->size, 1);
+	if (!done)
+		return -1;
+	size_t mask = t->size - 1;
+	for (size_t i = 0; i < old; i++) {
+		uint32_t h = t->hashes[i];
+		if (h < 2 || done[i])
+			continue;
+		t->hashes[i] = 0;
+		const char *key = t->keys[i];
+		for (;;) {
+			size_t idx = to_index(t, h), step = 0;
+			while (done[idx])
+				idx = (idx + ++step) & mask;
+			done[idx] = 1;
+			uint32_t evicted = t->hashes[idx];
+			const char *ekey = t->keys[idx];
+			t->hashes[idx] = h;
+			t->keys[idx] = key;
+			if (evicted < 2)
+				break;
+			h = evicted;
+			key = ekey;
+		}
+	}
+	free(done);
+	t->noccupied = t->nnodes;
+	return 0;
+}
+
+static int gtable_add(struct gtable *t, const char *key)
+{
+	uint32_t h = g_str_hash_compat(key);
+	size_t idx = to_index(t, h), mask = t->size - 1;
+	for (size_t step = 0; t->hashes[idx]; idx = (idx + ++step) & mask)
+		;
+	t->hashes[idx] = h;
+	t->keys[idx] = key;
+	t->nnodes++;
+	t->noccupied++;
+	if (t->size <= t->noccupied + t->noccupied / 16)
+		return gtable_grow(t);
+	return 0;
+}
+
+/* The keys (in insertion order) in the slot order of such a table; on
+ * failure, insertion order.  out has room for n. */
+static void ghash_order(const char **keys, size_t n, const char **out)
+{
+	struct gtable t = {0};
+	int r = gtable_set_shift(&t, 0);
+	for (size_t i = 0; i < n && r == 0; i++)
+		r = gtable_add(&t, keys[i]);
+	size_t k = 0;
+	for (size_t i = 0; r == 0 && i < t.size; i++)
+		if (t.hashes[i] >= 2)
+			out[k++] = t.keys[i];
+	if (r != 0)
+		memcpy(out, keys, n * sizeof(*keys));
+	free(t.hashes);
+	free(t.keys);
+}
+
 int args_check(const struct arg_spec *spec, struct json_object *args, struct err *e)
 {
 	for (const struct arg_spec *s = spec; s && s->name; s++) {
@@ -74,11 +209,19 @@ int args_check(const struct arg_spec *spec, struct json_object *args, struct err
 						       s->name, i);
 		}
 	}
-	json_object_object_foreach(args, key, val)
-	{
-		(void)val;
-		if (!in_spec(spec, key))
-			return err_set(e, -EINVAL, "Parameter '%s' is unexpected", key);
+	/* leftovers: the visitor's hash table, filled in QDict order */
+	size_t n;
+	const char **keys = jwrite_qdict_keys(args, &n);
+	const char **order = n ? calloc(n, sizeof(*order)) : NULL;
+	int r = 0;
+	if (order)
+		ghash_order(keys, n, order);
+	for (size_t i = 0; i < n && r == 0; i++) {
+		const char *k = order ? order[i] : keys[i];
+		if (!in_spec(spec, k))
+			r = err_set(e, -EINVAL, "Parameter '%s' is unexpected", k);
 	}
-	return 0;
+	free(order);
+	free(keys);
+	return r;
 }

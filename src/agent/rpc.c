@@ -22,6 +22,7 @@
 #include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const struct rpc_command *rpc_find(const char *name)
@@ -47,7 +48,15 @@ bool rpc_is_enabled(const struct agent *a, const struct rpc_command *cmd, const 
 	return true;
 }
 
-static void put_reply(struct agent *a, struct buf *out, struct json_object *id,
+/* The request's "id", which may be JSON null (a NULL json_object). */
+struct req_id {
+	bool present;
+	struct json_object *value;
+};
+
+static const struct req_id no_id = {false, NULL};
+
+static void put_reply(struct agent *a, struct buf *out, struct req_id id,
 		      struct json_object *ret, const char *cls, const char *desc)
 {
 	size_t start = out->len;
@@ -60,15 +69,15 @@ static void put_reply(struct agent *a, struct buf *out, struct json_object *id,
 	if (!cls) {
 		r = r ? r : buf_puts(out, "{\"return\": ");
 		r = r ? r : (ret ? jwrite(out, ret) : buf_puts(out, "{}"));
-		if (id && !r) {
+		if (id.present && !r) {
 			r = buf_puts(out, ", \"id\": ");
-			r = r ? r : jwrite(out, id);
+			r = r ? r : jwrite(out, id.value);
 		}
 	} else {
 		r = buf_putc(out, '{');
-		if (id && !r) {
+		if (id.present && !r) {
 			r = buf_puts(out, "\"id\": ");
-			r = r ? r : jwrite(out, id);
+			r = r ? r : jwrite(out, id.value);
 			r = r ? r : buf_puts(out, ", ");
 		}
 		r = r ? r : buf_puts(out, "\"error\": {\"class\": ");
@@ -86,7 +95,7 @@ static void put_reply(struct agent *a, struct buf *out, struct json_object *id,
 }
 
 __attribute__((format(printf, 5, 6))) static void put_error(struct agent *a, struct buf *out,
-							    struct json_object *id, const char *cls,
+							    struct req_id id, const char *cls,
 							    const char *fmt, ...)
 {
 	struct buf desc = BUF_INIT;
@@ -98,53 +107,87 @@ __attribute__((format(printf, 5, 6))) static void put_error(struct agent *a, str
 	buf_free(&desc);
 }
 
-/* qemu-ga's check of the top-level members: returns the command name, or
- * NULL after writing the error. */
-static const char *check_request(struct agent *a, struct json_object *req, struct json_object *id,
-				 struct buf *out)
+/* A string value for quoting in an error: like QEMU, which keeps U+0000 as
+ * modified UTF-8 (C0 80), so it is echoed as \u0000 instead of cutting the
+ * text short.  The caller frees the result. */
+static char *quotable(struct json_object *str)
 {
-	const char *name = NULL;
-	json_object_object_foreach(req, key, val)
-	{
-		if (!strcmp(key, "execute")) {
-			if (!json_object_is_type(val, json_type_string)) {
-				put_error(a, out, id, "GenericError",
-					  "QMP input member 'execute' must be a string");
-				return NULL;
-			}
-			name = json_object_get_string(val);
-		} else if (!strcmp(key, "arguments")) {
-			if (!json_object_is_type(val, json_type_object)) {
-				put_error(a, out, id, "GenericError",
-					  "QMP input member 'arguments' must be an object");
-				return NULL;
-			}
-		} else if (strcmp(key, "id")) {
+	const char *s = json_object_get_string(str);
+	size_t len = (size_t)json_object_get_string_len(str), n = 0;
+	char *q = malloc(2 * len + 1);
+	if (!q)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i]) {
+			q[n++] = s[i];
+		} else {
+			q[n++] = (char)0xC0;
+			q[n++] = (char)0x80;
+		}
+	}
+	q[n] = '\0';
+	return q;
+}
+
+/* qemu-ga's check of the top-level members, in its (QDict) order, since
+ * that decides which of several problems is reported.  Returns the
+ * "execute" value, or NULL after writing the error. */
+static struct json_object *check_request(struct agent *a, struct json_object *req,
+					 struct req_id id, struct buf *out)
+{
+	struct json_object *exec = NULL;
+	size_t n;
+	const char **keys = jwrite_qdict_keys(req, &n);
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *val = json_object_object_get(req, keys[i]);
+		const char *problem = NULL;
+		if (!strcmp(keys[i], "execute")) {
+			if (json_object_is_type(val, json_type_string))
+				exec = val;
+			else
+				problem = "QMP input member 'execute' must be a string";
+		} else if (!strcmp(keys[i], "arguments")) {
+			if (!json_object_is_type(val, json_type_object))
+				problem = "QMP input member 'arguments' must be an object";
+		} else if (strcmp(keys[i], "id")) {
 			put_error(a, out, id, "GenericError", "QMP input member '%s' is unexpected",
-				  key);
+				  keys[i]);
+			free(keys);
+			return NULL;
+		}
+		if (problem) {
+			put_error(a, out, id, "GenericError", "%s", problem);
+			free(keys);
 			return NULL;
 		}
 	}
-	if (!name)
+	free(keys);
+	if (!exec)
 		put_error(a, out, id, "GenericError", "QMP input lacks member 'execute'");
-	return name;
+	return exec;
 }
 
 static void dispatch(struct agent *a, struct json_object *req, struct buf *out)
 {
 	if (!json_object_is_type(req, json_type_object)) {
-		put_error(a, out, NULL, "GenericError", "QMP input must be a JSON object");
+		put_error(a, out, no_id, "GenericError", "QMP input must be a JSON object");
 		return;
 	}
-	struct json_object *id = NULL;
-	json_object_object_get_ex(req, "id", &id);
-	const char *name = check_request(a, req, id, out);
-	if (!name)
+	struct req_id id = {false, NULL};
+	id.present = json_object_object_get_ex(req, "id", &id.value);
+	struct json_object *exec = check_request(a, req, id, out);
+	if (!exec)
 		return;
 
-	const struct rpc_command *cmd = rpc_find(name);
+	const char *name = json_object_get_string(exec);
+	const struct rpc_command *cmd = NULL;
+	if (strlen(name) == (size_t)json_object_get_string_len(exec))
+		cmd = rpc_find(name);
 	if (!cmd) {
-		put_error(a, out, id, "CommandNotFound", "The command %s has not been found", name);
+		char *q = quotable(exec);
+		put_error(a, out, id, "CommandNotFound", "The command %s has not been found",
+			  q ? q : name);
+		free(q);
 		return;
 	}
 	const char *reason;
@@ -176,7 +219,7 @@ void rpc_handle(struct agent *a, const struct jstream_event *ev, struct buf *out
 {
 	if (ev->error) {
 		log_debug("bad input: %s", ev->error);
-		put_reply(a, out, NULL, NULL, "GenericError", ev->error);
+		put_reply(a, out, no_id, NULL, "GenericError", ev->error);
 	} else {
 		dispatch(a, ev->value, out);
 		json_object_put(ev->value);

@@ -396,7 +396,7 @@ static int parse_message(struct jstream *js, struct jstream_event *ev)
 	struct json_object *o = json_tokener_parse_ex(js->tokener, js->msg.data, (int)js->msg.len);
 	enum json_tokener_error err = json_tokener_get_error(js->tokener);
 
-	if (o && err == json_tokener_success) {
+	if (err == json_tokener_success) { /* o is NULL for JSON null */
 		if (js->has_defer) {
 			json_object_put(o);
 			return emit_error(js, ev, "%s", js->defer.data);

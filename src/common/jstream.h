@@ -31,8 +31,8 @@ struct jstream_limits {
 #define JSTREAM_QEMU_LIMITS {64u << 20, 2u << 20, 1024}
 
 struct jstream_event {
-	struct json_object *value; /* a parsed message; the caller owns it */
-	const char *error;         /* or qemu-ga's error desc; valid until the next call */
+	const char *error;         /* qemu-ga's error desc, valid until the next call; or NULL: */
+	struct json_object *value; /* the parsed message, owned by the caller (NULL for null) */
 	bool large;                /* the message was big: worth giving memory back after it */
 };
 

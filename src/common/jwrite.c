@@ -102,23 +102,45 @@ static int member_cmp(const void *pa, const void *pb)
 	return a->idx > b->idx ? -1 : 1; /* newest first */
 }
 
-static int write_object(struct buf *b, struct json_object *o)
+/* Members of o in QDict order; NULL on allocation failure or when empty. */
+static struct member *qdict_members(struct json_object *o, size_t *n)
 {
-	size_t n = (size_t)json_object_object_length(o);
-	if (n == 0)
-		return buf_puts(b, "{}");
-	struct member *m = calloc(n, sizeof(*m));
+	*n = (size_t)json_object_object_length(o);
+	struct member *m = *n ? calloc(*n, sizeof(*m)) : NULL;
 	if (!m)
-		return -ENOMEM;
+		return NULL;
 	size_t i = 0;
 	json_object_object_foreach(o, key, val)
 	{
 		m[i] = (struct member){key, val, qdict_bucket(key), i};
 		i++;
 	}
-	qsort(m, n, sizeof(*m), member_cmp);
+	qsort(m, *n, sizeof(*m), member_cmp);
+	return m;
+}
+
+const char **jwrite_qdict_keys(struct json_object *o, size_t *n)
+{
+	struct member *m = qdict_members(o, n);
+	const char **keys = m ? calloc(*n, sizeof(*keys)) : NULL;
+	for (size_t i = 0; keys && i < *n; i++)
+		keys[i] = m[i].key;
+	free(m);
+	if (!keys)
+		*n = 0;
+	return keys;
+}
+
+static int write_object(struct buf *b, struct json_object *o)
+{
+	size_t n;
+	if (json_object_object_length(o) == 0)
+		return buf_puts(b, "{}");
+	struct member *m = qdict_members(o, &n);
+	if (!m)
+		return -ENOMEM;
 	int r = 0;
-	for (i = 0; i < n && !r; i++) {
+	for (size_t i = 0; i < n && !r; i++) {
 		r = buf_puts(b, i ? ", " : "{");
 		if (!r)
 			r = jwrite_string(b, m[i].key, strlen(m[i].key));

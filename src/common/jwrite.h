@@ -18,6 +18,11 @@ struct json_object;
 /* Append the text of o (NULL writes null).  0 or -ENOMEM. */
 int jwrite(struct buf *b, struct json_object *o);
 
+/* The keys of object o in qemu-ga's QDict iteration order, which decides
+ * which of several bad members qemu-ga reports.  Returns a malloc'ed array
+ * of n pointers into o (the caller frees the array), or NULL. */
+const char **jwrite_qdict_keys(struct json_object *o, size_t *n);
+
 /* Append s[0..len) as a quoted JSON string. */
 int jwrite_string(struct buf *b, const char *s, size_t len);
 

@@ -28,6 +28,8 @@ static const struct {
 	{"{\"a\":1\xff{\"b\":2}", 0, "E[JSON parse error, stray '\xff']V[{\"b\": 2}]"},
 	{"42 ", 0, "V[42]"},
 	{"\"x\" ", 0, "V[\"x\"]"},
+	{"null ", 0, "V[null]"},
+	{"{\"a\":null}", 0, "V[{\"a\": null}]"},
 	{"}", 0, "E[JSON parse error, expecting value]"},
 	{"{\"a\" 1}", 0, "E[JSON parse error, missing : in object pair]"},
 	{"{1:2}", 0, "E[JSON parse error, key is not a string in object]"},
@@ -72,7 +74,7 @@ static char *render(const char *in, size_t len, bool bytewise, bool *idle)
 		const char *p = in + i;
 		size_t n = chunk;
 		while (jstream_feed(js, &p, &n, &ev)) {
-			if (ev.value) {
+			if (!ev.error) {
 				buf_puts(&out, "V[");
 				jwrite(&out, ev.value);
 				json_object_put(ev.value);
@@ -116,7 +118,7 @@ static void test_limits(void)
 	jstream_reset(js);
 	const char *good = "{\"execute\":\"x\"}";
 	p = good, n = strlen(p);
-	ok(jstream_feed(js, &p, &n, &ev) && ev.value, "a message after the limits parses");
+	ok(jstream_feed(js, &p, &n, &ev) && !ev.error && ev.value, "a message after the limits parses");
 	json_object_put(ev.value);
 	jstream_free(js);
 }
