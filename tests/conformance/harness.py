@@ -29,8 +29,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "pylib"))
 from qga import Conn, wait_for_socket  # noqa: E402
 
-REF_BIN = os.environ.get("QGA_REFERENCE", "/usr/sbin/qemu-ga")
-OUR_BIN = os.environ.get("QUIESCE_AGENT", str(REPO / "build" / "src" / "agent" / "quiesce-agent"))
+# absolute, because agents are started with their temp dir as working directory
+REF_BIN = os.path.abspath(os.environ.get("QGA_REFERENCE", "/usr/sbin/qemu-ga"))
+OUR_BIN = os.path.abspath(os.environ.get("QUIESCE_AGENT", str(REPO / "build" / "src" / "agent" / "quiesce-agent")))
 
 
 def _same_file(a, b):
@@ -200,9 +201,14 @@ class Agent:
             argv += ["-m", "unix-listen", "-p", self.sock, "-t", self.dir]
         argv += args
         self.argv = argv
-        self.proc = subprocess.Popen(argv, cwd=self.dir, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=open(os.path.join(self.dir, "stdout"), "wb"),
-                                     stderr=open(os.path.join(self.dir, "stderr"), "wb"))
+        try:
+            with open(os.path.join(self.dir, "stdout"), "wb") as out, \
+                    open(os.path.join(self.dir, "stderr"), "wb") as err:
+                self.proc = subprocess.Popen(argv, cwd=self.dir, env=env, stdin=subprocess.DEVNULL,
+                                             stdout=out, stderr=err)
+        except OSError:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
         RUNNING[self.proc.pid] = self
         try:
             wait_for_socket(self.sock, timeout=10, proc=self.proc)
