@@ -11,7 +11,9 @@
 #include "commands.h"
 
 #include "agent.h"
+#include "buf.h"
 #include "cleanup.h"
+#include "osrelease.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -83,60 +85,20 @@ const struct rpc_command cmd_get_host_name = {"guest-get-host-name", get_host_na
 
 /* ---- guest-get-osinfo -------------------------------------------------- */
 
-/* os-release values are shell words: strip one layer of quotes, and inside
- * double quotes undo the backslash escapes a shell would. */
-static char *unquote(const char *v)
-{
-	size_t n = strlen(v);
-	char *out = malloc(n + 1), *o = out;
-	if (!out)
-		return NULL;
-	char q = 0;
-	for (const char *p = v; *p; p++) {
-		if (!q && (*p == '"' || *p == '\'')) {
-			q = *p;
-		} else if (q && *p == q) {
-			q = 0;
-		} else if (*p == '\\' && q != '\'' && p[1] &&
-			   (!q || strchr("\"\\$`\n", p[1]))) {
-			*o++ = *++p;
-		} else {
-			*o++ = *p;
-		}
-	}
-	*o = '\0';
-	return out;
-}
-
 static void add_os_release(struct json_object *o, const char *path)
 {
 	_cleanup_fclose_ FILE *f = fopen(path, "re");
 	if (!f)
 		return;
-	static const char *const keys[][2] = {
-		{"ID", "id"},
-		{"NAME", "name"},
-		{"PRETTY_NAME", "pretty-name"},
-		{"VERSION", "version"},
-		{"VERSION_ID", "version-id"},
-		{"VARIANT", "variant"},
-		{"VARIANT_ID", "variant-id"},
-	};
-	char line[1024];
-	while (fgets(line, sizeof(line), f)) {
-		line[strcspn(line, "\n")] = '\0';
-		char *eq = strchr(line, '=');
-		if (!eq || line[0] == '#')
-			continue;
-		*eq = '\0';
-		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-			if (strcmp(line, keys[i][0]))
-				continue;
-			_cleanup_free_ char *v = unquote(eq + 1);
-			if (v)
-				json_object_object_add(o, keys[i][1], json_object_new_string(v));
-		}
-	}
+	struct buf text = BUF_INIT;
+	char chunk[4096];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && text.len < (1u << 20))
+		if (buf_append(&text, chunk, n) < 0)
+			break;
+	if (text.data)
+		osrelease_parse(text.data, text.len, o);
+	buf_free(&text);
 }
 
 static int get_osinfo(struct agent *a, struct json_object *args, struct json_object **ret,

@@ -268,7 +268,8 @@ int main(int argc, char **argv)
 
 	int r = options_parse(&o, argc, argv, &e);
 	if (r < 0) {
-		fprintf(stderr, "quiesce-agent: %s\n", e.msg);
+		if (e.msg[0]) /* empty: already explained (bad option) */
+			fprintf(stderr, "quiesce-agent: %s\n", e.msg);
 		goto out;
 	}
 	if (r == OPTIONS_EXIT) {

@@ -222,6 +222,7 @@ int options_parse(struct agent_options *o, int argc, char **argv, struct err *e)
 		return r;
 
 	optind = 0;
+	opterr = 1; /* getopt names the bad option on stderr, as for qemu-ga */
 	while ((c = getopt_long(argc, argv, short_opts, long_opts, NULL)) != -1) {
 		r = 0;
 		switch (c) {
@@ -255,8 +256,9 @@ int options_parse(struct agent_options *o, int argc, char **argv, struct err *e)
 					       c == 'H' ? "hook-timeout" : "freeze-timeout", optarg);
 			break;
 		default:
-			return err_set(e, -EINVAL,
-				       "Unknown option, try 'quiesce-agent --help' for more information.");
+			/* qemu-ga's hint, on stdout like qemu-ga's */
+			printf("Unknown option, try '%s --help' for more information.\n", argv[0]);
+			return err_set(e, -EINVAL, "%s", "");
 		}
 		if (r < 0)
 			return r;
