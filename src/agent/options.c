@@ -86,6 +86,20 @@ static int parse_seconds(const char *v, bool allow_off, int *ret)
 	return 0;
 }
 
+/* Add a comma list the way qemu-ga stores it, which -D shows: each list's
+ * items reversed, lists in the order given. */
+static int add_rpc_list(struct strlist *l, const char *value)
+{
+	size_t first = l->n;
+	int r = strlist_add_split(l, value, ',');
+	for (size_t i = first, j = l->n; r == 0 && i + 1 < j; i++, j--) {
+		char *t = l->v[i];
+		l->v[i] = l->v[j - 1];
+		l->v[j - 1] = t;
+	}
+	return r;
+}
+
 static int config_key(void *opaque, const char *group, const char *key, const char *value,
 		      unsigned line, struct err *e)
 {
@@ -119,9 +133,9 @@ static int config_key(void *opaque, const char *group, const char *key, const ch
 		return 0;
 	}
 	if (!strcmp(key, "block-rpcs") || !strcmp(key, "blacklist"))
-		return strlist_add_split(&o->block_rpcs, value, ',');
+		return add_rpc_list(&o->block_rpcs, value);
 	if (!strcmp(key, "allow-rpcs"))
-		return strlist_add_split(&o->allow_rpcs, value, ',');
+		return add_rpc_list(&o->allow_rpcs, value);
 	log_warn("config line %u: unknown key '%s', ignoring", line, key);
 	return 0;
 }
@@ -244,9 +258,9 @@ int options_parse(struct agent_options *o, int argc, char **argv, struct err *e)
 				o->list_rpcs = true;
 				return OPTIONS_EXIT;
 			}
-			r = strlist_add_split(&o->block_rpcs, optarg, ',');
+			r = add_rpc_list(&o->block_rpcs, optarg);
 			break;
-		case 'a': r = strlist_add_split(&o->allow_rpcs, optarg, ','); break;
+		case 'a': r = add_rpc_list(&o->allow_rpcs, optarg); break;
 		case 's': return err_set(e, -EINVAL, "-s/--service is only for Windows");
 		case 'H':
 		case 'W':

@@ -16,10 +16,9 @@
  *    character is then lexed afresh (lookahead).
  *
  * 2. The message layer (message_token()) counts braces and brackets as
- *    QEMU's streamer does: a message is complete when both counts are zero,
- *    or as soon as either goes negative (a stray closer is its own bad
- *    message).  It enforces the size/token/depth limits, resetting after
- *    each error.  Each token is rewritten into canonical JSON in `msg`:
+ *    QEMU 7.2's streamer does (see there for its exact, slightly odd, rule
+ *    for when a message is complete) and enforces the size/token/depth
+ *    limits, resetting after each error.  Each token is rewritten into canonical JSON in `msg`:
  *    single-quoted strings become double-quoted, QEMU's extra escape \'
  *    disappears, integers too large for 64 bits become doubles (as QEMU
  *    parses them).  Errors that only QEMU's parser would find inside a token
@@ -181,6 +180,10 @@ __attribute__((format(printf, 3, 4))) static int emit_error(struct jstream *js,
 
 /* ---- token rewriting ---------------------------------------------------- */
 
+/* QEMU's parser formats its message into a 1024-byte buffer, so the part
+ * after "JSON parse error, " is cut at 1023 bytes (long keywords are). */
+#define PARSE_MSG_MAX 1023
+
 __attribute__((format(printf, 2, 3))) static void defer_error(struct jstream *js,
 								const char *fmt, ...)
 {
@@ -189,10 +192,16 @@ __attribute__((format(printf, 2, 3))) static void defer_error(struct jstream *js
 	js->has_defer = true;
 	js->defer_at = js->msg.len;
 	buf_clear(&js->defer, IDLE_KEEP);
+	buf_puts(&js->defer, "JSON parse error, ");
+	size_t head = js->defer.len;
 	va_list ap;
 	va_start(ap, fmt);
 	buf_vprintf(&js->defer, fmt, ap);
 	va_end(ap);
+	if (js->defer.len > head + PARSE_MSG_MAX) {
+		js->defer.len = head + PARSE_MSG_MAX;
+		js->defer.data[js->defer.len] = '\0';
+	}
 }
 
 static int hex4(const uint8_t *s, size_t n)
@@ -279,14 +288,14 @@ static int rewrite_string(struct jstream *js)
 				if (beg + n > js->tok.len)
 					n = js->tok.len - beg;
 				js->msg.len = start;
-				defer_error(js, "JSON parse error, %.*s is not a valid Unicode character",
+				defer_error(js, "%.*s is not a valid Unicode character",
 					    (int)n, (const char *)s + beg);
 				return buf_puts(&js->msg, "\"\"");
 			}
 			break;
 		default:
 			js->msg.len = start;
-			defer_error(js, "JSON parse error, invalid escape sequence in string");
+			defer_error(js, "invalid escape sequence in string");
 			return buf_puts(&js->msg, "\"\"");
 		}
 		r = put_cp(&js->msg, cp);
@@ -295,7 +304,7 @@ static int rewrite_string(struct jstream *js)
 
 bad_utf8:
 	js->msg.len = start;
-	defer_error(js, "JSON parse error, invalid UTF-8 sequence in string");
+	defer_error(js, "invalid UTF-8 sequence in string");
 	return buf_puts(&js->msg, "\"\"");
 }
 
@@ -331,7 +340,7 @@ static int rewrite_token(struct jstream *js, enum tok_type type)
 		return buf_putc(&js->msg, ' ');
 	case T_KEYWORD:
 		if (strcmp(t, "true") && strcmp(t, "false") && strcmp(t, "null")) {
-			defer_error(js, "JSON parse error, invalid keyword '%s'", t);
+			defer_error(js, "invalid keyword '%s'", t);
 			return buf_puts(&js->msg, "null ");
 		}
 		if (buf_append(&js->msg, t, js->tok.len) < 0)
@@ -422,7 +431,11 @@ static int parse_message(struct jstream *js, struct jstream_event *ev)
 	return emit_error(js, ev, "JSON parse error, %s", map_jsonc_error(err, c));
 }
 
-/* A complete token sits in js->tok: count it the way QEMU's streamer does. */
+/* A complete token sits in js->tok: count it the way QEMU 7.2's streamer
+ * does.  Its limits are checked before the token is added, even for a
+ * token that would complete the message, and "size" counts one byte more
+ * than the token.  A message is complete when both counts are zero or
+ * either went negative (a stray closer ends it at once). */
 static int message_token(struct jstream *js, enum tok_type type, struct jstream_event *ev)
 {
 	switch (type) {
@@ -433,21 +446,29 @@ static int message_token(struct jstream *js, enum tok_type type, struct jstream_
 	case T_COLON: js->colons++; break;
 	default: break;
 	}
-	js->size += js->tok.len;
+	size_t len = js->tok.len;
+	int r = 0;
+	if (js->size + len + 1 > js->lim.max_size)
+		r = emit_error(js, ev, "JSON token size limit exceeded");
+	else if (js->tokens + 1 > js->lim.max_tokens)
+		r = emit_error(js, ev, "JSON token count limit exceeded");
+	else if (js->brace + js->bracket > (long)js->lim.max_depth)
+		r = emit_error(js, ev, "JSON nesting depth limit exceeded");
+	if (r) {
+		buf_clear(&js->tok, IDLE_KEEP);
+		js->state = L_START;
+		return r;
+	}
+	js->size += len;
 	js->tokens++;
-	int r = rewrite_token(js, type);
+	int w = rewrite_token(js, type);
 	buf_clear(&js->tok, IDLE_KEEP);
 	js->state = L_START;
-
-	if (js->brace < 0 || js->bracket < 0 || (js->brace == 0 && js->bracket == 0))
-		return parse_message(js, ev);
-	if (js->size > js->lim.max_size || r < 0)
-		return emit_error(js, ev, "JSON token size limit exceeded");
-	if (js->tokens > js->lim.max_tokens)
-		return emit_error(js, ev, "JSON token count limit exceeded");
-	if ((unsigned long)(js->brace + js->bracket) > js->lim.max_depth)
-		return emit_error(js, ev, "JSON nesting depth limit exceeded");
-	return 0;
+	if (w < 0)
+		return emit_error(js, ev, "JSON token size limit exceeded"); /* out of memory */
+	if ((js->brace > 0 || js->bracket > 0) && js->brace >= 0 && js->bracket >= 0)
+		return 0;
+	return parse_message(js, ev);
 }
 
 /* ---- the lexer ---------------------------------------------------------- */
@@ -579,16 +600,13 @@ static int step(struct jstream *js, uint8_t c, struct jstream_event *ev)
 }
 
 /* QEMU's lexer caps a single token at the message size limit too.  The
- * over-long token then reaches its streamer as garbage: alone it fails to
- * parse, inside a message it trips the size limit. */
+ * over-long token reaches its streamer, which refuses it by size; lexing
+ * goes on from the start state with whatever follows. */
 static int token_too_long(struct jstream *js, struct jstream_event *ev)
 {
-	bool toplevel = js->brace == 0 && js->bracket == 0;
 	buf_clear(&js->tok, IDLE_KEEP);
 	js->state = L_START;
 	js->large = true;
-	if (toplevel)
-		return emit_error(js, ev, "JSON parse error, expecting value");
 	return emit_error(js, ev, "JSON token size limit exceeded");
 }
 

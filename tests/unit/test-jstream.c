@@ -61,6 +61,7 @@ static const struct {
 	{"{\"a\":[}", 0, ""},
 	{"{\"a\":[}]", 0, "E[JSON parse error, expecting value]"},
 	{"{\"a\":1]", 0, "E[JSON parse error, expected separator in dict]"},
+	{"[}", 0, "E[JSON parse error, expecting value]"},
 };
 
 static char *render(const char *in, size_t len, bool bytewise, bool *idle)
