@@ -13,6 +13,7 @@
 #include "agent.h"
 #include "buf.h"
 #include "cleanup.h"
+#include "fdio.h"
 #include "osrelease.h"
 
 #include <dirent.h>
@@ -87,16 +88,8 @@ const struct rpc_command cmd_get_host_name = {"guest-get-host-name", get_host_na
 
 static void add_os_release(struct json_object *o, const char *path)
 {
-	_cleanup_fclose_ FILE *f = fopen(path, "re");
-	if (!f)
-		return;
 	struct buf text = BUF_INIT;
-	char chunk[4096];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && text.len < (1u << 20))
-		if (buf_append(&text, chunk, n) < 0)
-			break;
-	if (text.data)
+	if (fdio_read_file(path, 1u << 20, &text, NULL) == 0)
 		osrelease_parse(text.data, text.len, o);
 	buf_free(&text);
 }

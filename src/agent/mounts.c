@@ -10,10 +10,11 @@
  */
 #include "mounts.h"
 
-#include "cleanup.h"
+#include "buf.h"
+#include "fdio.h"
 
 #include <errno.h>
-#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -125,34 +126,12 @@ int mounts_parse(const char *text, size_t len, struct mount_list *ret)
 
 int mounts_read(const char *path, struct mount_list *ret, struct err *e)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return err_sys(e, -errno, "failed to open '%s'", path);
-	size_t cap = 65536, len = 0;
-	_cleanup_free_ char *text = malloc(cap);
-	if (!text)
-		return err_set(e, -ENOMEM, "out of memory");
-	for (;;) {
-		if (len == cap) {
-			if (cap >= MAX_MOUNTINFO)
-				return err_set(e, -EFBIG, "'%s' is too large", path);
-			char *t = realloc(text, cap * 2);
-			if (!t)
-				return err_set(e, -ENOMEM, "out of memory");
-			text = t;
-			cap *= 2;
-		}
-		ssize_t r = read(fd, text + len, cap - len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return err_sys(e, -errno, "failed to read '%s'", path);
-		if (r == 0)
-			break;
-		len += (size_t)r;
-	}
-	int r = mounts_parse(text, len, ret);
-	return r < 0 ? err_set(e, r, "out of memory") : 0;
+	struct buf text = BUF_INIT;
+	int r = fdio_read_file(path, MAX_MOUNTINFO, &text, e);
+	if (r == 0 && (r = mounts_parse(text.data, text.len, ret)) < 0)
+		err_set(e, r, "out of memory");
+	buf_free(&text);
+	return r;
 }
 
 int mounts_add(struct mount_list *l, const struct mount *m)

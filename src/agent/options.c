@@ -10,7 +10,7 @@
 
 #include "build-config.h"
 #include "freeze.h"
-#include "cleanup.h"
+#include "fdio.h"
 #include "keyfile.h"
 #include "log.h"
 
@@ -154,29 +154,19 @@ int options_load_text(struct agent_options *o, const char *text, size_t len, con
 
 static int load_file(struct agent_options *o, const char *path, bool required, struct err *e)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno == ENOENT && !required)
-			return 0;
-		return err_sys(e, -errno, "error loading configuration from path: %s", path);
+	struct buf text = BUF_INIT;
+	int r = fdio_read_file(path, MAX_CONFIG_SIZE, &text, e);
+	if (r == -ENOENT && !required)
+		r = 0;
+	else if (r < 0 && e) {
+		char why[sizeof(e->msg)];
+		snprintf(why, sizeof(why), "%s", e->msg);
+		r = err_set(e, r, "error loading configuration from path: %s, %s", path, why);
 	}
-	_cleanup_free_ char *text = malloc(MAX_CONFIG_SIZE);
-	if (!text)
-		return err_set(e, -ENOMEM, "out of memory");
-	size_t len = 0;
-	for (;;) {
-		ssize_t n = read(fd, text + len, MAX_CONFIG_SIZE - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return err_sys(e, -errno, "error reading configuration from path: %s", path);
-		if (n == 0)
-			break;
-		len += (size_t)n;
-		if (len == MAX_CONFIG_SIZE)
-			return err_set(e, -EFBIG, "configuration file %s is larger than 1 MiB", path);
-	}
-	return options_load_text(o, text, len, path, e);
+	else
+		r = options_load_text(o, text.data, text.len, path, e);
+	buf_free(&text);
+	return r;
 }
 
 static void usage(FILE *f)

@@ -4,6 +4,7 @@
 #include "tap.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -59,13 +60,20 @@ int main(void)
 	       "killed by a signal");
 	buf_free(&r.output);
 
-	p = script("hang.sh", "sleep 60 & sleep 61", 0755);
+	p = script("hang.sh", "sleep 60.123 & sleep 61.123", 0755);
 	double t0 = now();
 	hook_run(p, "freeze", 300, &r, &e);
 	double took = now() - t0;
 	ok(r.timed_out && took < 3, "a hanging hook is stopped at the timeout (%.2f s)", took);
 	ok(hook_failure(&r, why, sizeof(why)) && strstr(why, "timed out"), "timeout text: %s", why);
-	ok(system("pgrep -f 'sleep 6[01]$' >/dev/null") != 0, "its whole process group was killed");
+	/* SIGKILL is asynchronous: give the group a moment to disappear */
+	bool gone = false;
+	for (int i = 0; i < 200 && !gone; i++) {
+		gone = system("pgrep -f 'sleep 6[01].123$' >/dev/null") != 0;
+		if (!gone)
+			usleep(10000);
+	}
+	ok(gone, "its whole process group was killed");
 	buf_free(&r.output);
 
 	p = script("bg.sh", "sleep 62 &\necho started", 0755);
