@@ -150,7 +150,8 @@ def adapt(binary, spec, d):
     disabled commands, and so every reply and guest-info, is the same.
     """
     args = [a.replace("{dir}", d) for a in spec.args]
-    env = dict(os.environ)
+    # hermetic: only the spec sets the variables the agents read
+    env = {k: v for k, v in os.environ.items() if k not in ("QGA_CONF", "QGA_OS_RELEASE", "LISTEN_FDS", "LISTEN_PID")}
     env.update({k: v.replace("{dir}", d) for k, v in spec.env.items()})
     config = spec.config.replace("{dir}", d) if spec.config is not None else None
     if not supports(binary, "--allow-rpcs"):

@@ -162,8 +162,11 @@ def check_block_help(ref, ours, **_):
     if not ours.stdout.endswith(b"\n"):
         probs.append("stdout does not end in a newline")
     rl, ol = [x for x in rl if x], [x for x in ol if x]
-    if [x for x in rl if x in ol] != ol:
-        probs.append("not a subset of qemu-ga's list in qemu-ga's order: %s" % ol)
+    unknown = [x for x in ol if x not in rl]
+    if unknown:
+        probs.append("commands qemu-ga does not have: %s" % unknown)
+    elif [x for x in rl if x in ol] != ol:
+        probs.append("not in qemu-ga's order: %s" % ol)
     missing = [c for c in MILESTONE_COMMANDS if c not in ol]
     if missing:
         probs.append("milestone commands missing: %s" % missing)

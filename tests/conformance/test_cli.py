@@ -96,7 +96,7 @@ def run_cli(binary, case):
             with open(os.path.join(d, name), "w") as f:
                 f.write(text.replace("{dir}", d))
         args = [a.replace("{dir}", d) for a in case.args]
-        env = {k: v for k, v in os.environ.items() if k != "QGA_CONF"}
+        env = {k: v for k, v in os.environ.items() if k not in ("QGA_CONF", "QGA_OS_RELEASE", "LISTEN_FDS", "LISTEN_PID")}
         env.update({k: v.replace("{dir}", d) for k, v in case.env.items()})
         if case.config is not None:
             path = os.path.join(d, "agent.conf")
