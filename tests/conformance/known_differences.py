@@ -12,6 +12,7 @@ registered case is still checked, against the registry instead of qemu-ga:
 So if ours drifts from what is registered, the case fails too.  In self-test mode
 (QUIESCE_AGENT is qemu-ga) the registry is ignored.
 """
+import os
 import re
 import subprocess
 
@@ -26,16 +27,31 @@ SYNC = b'\xff{"return": %d}' % harness.SYNC_ID
 RESYNC_CLEAN = [STRAY_FFFD, SYNC]          # what the resync sends when the parser was clean
 RUNNING = [Marker("<agent running>")]     # last segment of a test_connection scenario
 
-# The commands this milestone implements (docs/compat.md "Commands not implemented yet").
+# The commands implemented so far (docs/compat.md "Commands not implemented yet").
 MILESTONE_COMMANDS = [
     "guest-sync-delimited", "guest-sync", "guest-ping", "guest-info", "guest-get-osinfo",
     "guest-get-host-name", "guest-get-time", "guest-get-timezone", "guest-get-users",
     "guest-get-vcpus", "guest-network-get-interfaces", "guest-get-disks", "guest-shutdown",
+    "guest-fsfreeze-status", "guest-fsfreeze-freeze", "guest-fsfreeze-freeze-list",
+    "guest-fsfreeze-thaw", "guest-get-fsinfo", "guest-fstrim",
 ]
+# Our own commands (docs/compat.md "quiesce-freeze-report"): not in qemu-ga; listed after
+# qemu-ga's by -b help, so first by guest-info (which lists in reverse).
+EXTENSIONS = {"quiesce-freeze-report": {"success-response": True}}  # enabled follows -a/-b
 
 H_CLEAN_PARSER = "New clients start with a clean parser"
 H_VERSION = "guest-info reports quiesce-agent's version"
 H_NOT_IMPLEMENTED = "Commands not implemented yet"
+H_EXTENSION = "quiesce-freeze-report"
+H_SERIAL = "Disk serial without udev"
+H_PIDFILE = "Default pidfile"
+H_DEFAULT_HOOK = "The default hook runs when it exists"
+H_OSRELEASE = "os-release values"
+H_STATEDIR = "A relative statedir is an error"
+H_UNKNOWN_KEY = "Unknown configuration keys are reported"
+H_BACKLOG = "Listen backlog"
+H_CLIENT_GONE = "A client that goes away does not stop the agent"
+H_LOG_DEFAULT = "Start, stop and freeze events are logged by default"
 
 
 class Known:
@@ -132,6 +148,14 @@ def _guest_info_problems(rl, ol):
         probs.append("version %r, but -V says %r" % (orr["version"], ver))
     rcmds = rr["supported_commands"]
     ocmds = orr["supported_commands"]
+    ext = [c for c in ocmds if c.get("name") in EXTENSIONS]
+    for c in ext:
+        if not isinstance(c.get("enabled"), bool) or \
+                {k: v for k, v in c.items() if k not in ("name", "enabled")} != EXTENSIONS[c["name"]]:
+            probs.append("extension %s listed as %s" % (c["name"], c))
+    if ocmds[:len(ext)] != ext:
+        probs.append("extensions are not listed first (qemu-ga order reversed): %s" % ocmds)
+    ocmds = [c for c in ocmds if c.get("name") not in EXTENSIONS]
     rby = {c["name"]: c for c in rcmds}
     names = [c.get("name") for c in ocmds]
     if len(set(names)) != len(names):
@@ -162,6 +186,10 @@ def check_block_help(ref, ours, **_):
     if not ours.stdout.endswith(b"\n"):
         probs.append("stdout does not end in a newline")
     rl, ol = [x for x in rl if x], [x for x in ol if x]
+    ext = [x for x in ol if x in EXTENSIONS]
+    if ol[len(ol) - len(ext):] != ext:
+        probs.append("our extension commands are not listed last: %s" % ol)
+    ol = [x for x in ol if x not in EXTENSIONS]
     unknown = [x for x in ol if x not in rl]
     if unknown:
         probs.append("commands qemu-ga does not have: %s" % unknown)
@@ -175,6 +203,114 @@ def check_block_help(ref, ours, **_):
     if bool(ref.stderr) != bool(ours.stderr):
         probs.append("stderr: qemu-ga %r, ours %r" % (ref.stderr[:200], ours.stderr[:200]))
     return probs
+
+
+def _keyfile(text):
+    """[general] key=value pairs of a -D dump."""
+    out, group = {}, None
+    for line in text.decode(errors="replace").splitlines():
+        if line.startswith("["):
+            group = line.strip("[]")
+        elif "=" in line and group == "general":
+            k, v = line.split("=", 1)
+            out[k] = v
+    return out
+
+
+def check_dump(ref, ours, **_):
+    """-D: the same key file but for our default pidfile and, when /etc/qemu/fsfreeze-hook
+    exists and no hook was configured, the default hook; stderr may only add our warning
+    about unknown config keys."""
+    probs = []
+    r, o = _keyfile(ref.stdout), _keyfile(ours.stdout)
+    if ref.status != ours.status:
+        probs.append("exit status: qemu-ga %s, ours %s" % (ref.status, ours.status))
+    if r.get("pidfile") == "/var/run/qemu-ga.pid":
+        if o.get("pidfile") != "/var/run/quiesce-agent.pid":
+            probs.append("pidfile %r, expected our default" % o.get("pidfile"))
+        r.pop("pidfile"), o.pop("pidfile", None)
+    if "fsfreeze-hook" not in r and o.get("fsfreeze-hook") == "/etc/qemu/fsfreeze-hook" \
+            and os.path.exists("/etc/qemu/fsfreeze-hook"):
+        o.pop("fsfreeze-hook")
+    if r != o:
+        probs.append("key file: qemu-ga %s, ours %s" % (r, o))
+    extra = [l for l in ours.stderr.decode(errors="replace").splitlines()
+             if not re.search(r"warning: config line \d+: unknown key '[^']*', ignoring$", l)]
+    if bool(ref.stderr) != bool(extra):
+        probs.append("stderr: qemu-ga %r, ours %r" % (ref.stderr[:200], ours.stderr[:200]))
+    return probs
+
+
+SERIAL = re.compile(rb'"serial": "([^"]*)", ')
+
+
+def check_serial(ref, ours, **_):
+    """Replies equal once the "serial" members ours adds (no udev database here) are taken
+    out, and each such serial is what sysfs says for that device."""
+    probs = []
+    if len(ref.segments) != len(ours.segments):
+        return ["segment count: qemu-ga %d, ours %d" % (len(ref.segments), len(ours.segments))]
+    for si, (rs, os_) in enumerate(zip(ref.segments, ours.segments)):
+        if len(rs) != len(os_):
+            probs.append("segment %d: qemu-ga sent %d line(s), ours %d" % (si, len(rs), len(os_)))
+            continue
+        for li, (rl, ol) in enumerate(zip(rs, os_)):
+            if isinstance(ol, bytes):
+                for m in re.finditer(rb'"serial": "([^"]*)", "bus-type": "[^"]*", "bus": \d+, '
+                                     rb'"unit": \d+, "pci-controller": \{[^}]*\}, "dev": "/dev/([^"]+)"', ol):
+                    want = _sysfs_serial(m.group(2).decode())
+                    if want != m.group(1).decode():
+                        probs.append("serial %r of %s, sysfs says %r" % (m.group(1), m.group(2), want))
+                ol = SERIAL.sub(b"", ol)
+            probs += ["segment %d line %d: %s" % (si, li, p) for p in compare_lines(rl, ol)]
+    return probs
+
+
+def _sysfs_serial(dev):
+    for path in ("/sys/class/block/%s/serial" % dev, "/sys/class/block/%s/device/serial" % dev):
+        try:
+            with open(path) as f:
+                return f.read().strip()
+        except OSError:
+            pass
+    return None
+
+
+def check_osinfo(overrides):
+    """Replies equal but for the members in overrides (name -> the value ours sends)."""
+    def check(ref, ours, **_):
+        probs = []
+        for si, (rs, os_) in enumerate(zip(ref.segments, ours.segments)):
+            for li, (rl, ol) in enumerate(zip(rs, os_)):
+                if not (isinstance(ol, bytes) and b'"kernel-release"' in ol):
+                    probs += ["segment %d line %d: %s" % (si, li, p) for p in compare_lines(rl, ol)]
+                    continue
+                r, o = to_py(parse_line(rl)[1]), to_py(parse_line(ol)[1])
+                for k, v in overrides.items():
+                    if o["return"].get(k) != v:
+                        probs.append("%s: ours %r, registered %r" % (k, o["return"].get(k), v))
+                    r["return"].pop(k, None)
+                    o["return"].pop(k, None)
+                if r != o:
+                    probs.append("other members: qemu-ga %s, ours %s" % (r, o))
+        if len(ref.segments) != len(ours.segments):
+            probs.append("segment count differs")
+        return probs
+    return check
+
+
+def check_relative_statedir(ref, ours, **_):
+    probs = []
+    if ours.status != 1:
+        probs.append("exit status %s, expected 1" % ours.status)
+    if b"must be an absolute path" not in ours.stderr:
+        probs.append("stderr %r does not say why" % ours.stderr[:300])
+    return probs
+
+
+def check_log_written(ref, ours, **_):
+    """test_logfile facts (exists, non-empty): ours writes its start and stop lines."""
+    return [] if ours == (True, True) else ["log file facts %s, expected (True, True)" % (ours,)]
 
 
 # ---------------------------------------------------------------- the registry
@@ -222,4 +358,38 @@ KNOWN = {
     "notimpl-guest-ssh-get-authorized-keys-bad-arg": not_implemented("guest-ssh-get-authorized-keys"),
     "notimpl-nested-arg-path": not_implemented("guest-ssh-remove-authorized-keys"),
     "notimpl-unknown-beats-arguments-check": not_implemented("guest-exec-status", b"9"),
+
+    # Disk serials from sysfs when the guest has no udev database.
+    "cmd-guest-get-disks": Known("adds the sysfs serial (no /run/udev/data here)", H_SERIAL, check=check_serial),
+    "cmd-guest-get-fsinfo": Known("adds the sysfs serial (no /run/udev/data here)", H_SERIAL, check=check_serial),
+    "cmd-several-in-one-write": Known("guest-get-disks adds the sysfs serial", H_SERIAL, check=check_serial),
+
+    # os-release: single quotes are quotes; an unterminated quote does not repeat the tail.
+    "osrel-quoting": Known("single-quoted PRETTY_NAME is unquoted", H_OSRELEASE,
+                           check=check_osinfo({"pretty-name": "Single Quoted"})),
+    "osrel-unterminated-and-unicode": Known("unterminated ID; single-quoted NAME", H_OSRELEASE,
+                                            check=check_osinfo({"id": "unterminated", "name": "x"})),
+    "osrel-quote-edges": Known("'' is empty; unterminated VARIANT", H_OSRELEASE,
+                               check=check_osinfo({"version": "", "variant": 'end"'})),
+
+    "cli-relative-statedir": Known("a relative -t is refused with exit 1", H_STATEDIR,
+                                   check=check_relative_statedir),
+    "cfg-logfile-quiet-log": Known("start and stop are logged at info level", H_LOG_DEFAULT,
+                                   check=check_log_written),
+
+    # Connection handling.
+    "conn-listen-backlog": Known("16 clients may wait instead of 2", H_BACKLOG, expect=[
+        [b'{"return": {}, "id": "a"}'] + [Marker("<connect %d: ok>" % i) for i in range(4)]
+        + [b'{"return": {}, "id": %d}' % i for i in range(4)], RUNNING]),
+    "conn-close-with-unread-reply": Known("ours drops the client and serves the next one",
+                                          H_CLIENT_GONE, expect=[[b'{"return": {}, "id": "b"}'], RUNNING]),
 }
+
+# -D: our default pidfile; the default hook when /etc/qemu/fsfreeze-hook exists.
+for _id in ("cli-dump-default", "cli-dump-options", "cli-dump-long-options", "cli-dump-block-three",
+            "cli-dump-block-twice", "cli-dump-block-unknown", "cli-dump-fsfreeze-hook-path",
+            "cli-dump-fsfreeze-hook-default", "cli-dump-vsock", "cli-dump-config-file",
+            "cli-dump-config-plus-cli", "cli-dump-config-unknown-key", "cli-dump-config-false-bools",
+            "cli-dump-config-bool-spellings", "cli-dump-config-env", "cli-dump-config-env-missing"):
+    KNOWN[_id] = Known("our default pidfile, and the default hook where it exists", H_PIDFILE,
+                       check=check_dump)
