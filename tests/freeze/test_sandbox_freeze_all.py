@@ -118,6 +118,11 @@ def test_freeze_everything_inside_a_pivot_root_sandbox(sb):
             time.sleep(0.3)
             assert w.count() <= n + 1
             assert c.cmd("guest-fsfreeze-thaw") == {"return": 2}
+            # fstrim touches every mount the agent sees: only safe in here
+            paths = c.cmd("guest-fstrim")["return"]["paths"]
+            assert [p["path"] for p in paths] == ["/mnt/b", "/mnt/a"]  # reverse mount order
+            for p in paths:
+                assert "error" not in p and p["trimmed"] >= 0 and "minimum" in p, p
         assert wait_count(w, n + 3)
         calls = Path("/proc/%d/root/run/hook-calls" % agent_pid).read_text().split()
         assert calls == ["freeze", "thaw"]
