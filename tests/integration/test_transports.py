@@ -185,6 +185,8 @@ def test_daemonize_writes_and_removes_the_pidfile(agent_bin, tmp_path):
         time.sleep(0.02)
 
 
+@pytest.mark.skipif("ASAN_OPTIONS" in os.environ,
+                    reason="ASan's allocator quarantines freed memory: RSS says nothing there")
 def test_memory_returns_to_idle_after_a_hostile_message(agent_bin, tmp_path):
     """qemu-ga keeps ~200 MB after a message at its limits; we must not."""
     sock = str(tmp_path / "m.sock")
