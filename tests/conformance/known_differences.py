@@ -52,6 +52,8 @@ H_UNKNOWN_KEY = "Unknown configuration keys are reported"
 H_BACKLOG = "Listen backlog"
 H_CLIENT_GONE = "A client that goes away does not stop the agent"
 H_LOG_DEFAULT = "Start, stop and freeze events are logged by default"
+H_THAW_HOOK = "The thaw hook always follows a freeze hook, exactly once"
+H_NOT_A_MOUNT = "guest-fsfreeze-freeze-list rejects what is not a mount point"
 
 
 class Known:
@@ -244,9 +246,10 @@ def check_dump(ref, ours, **_):
 SERIAL = re.compile(rb'"serial": "([^"]*)", ')
 
 
-def check_serial(ref, ours, **_):
+def check_serial(ref, ours, tolerances=(), **_):
     """Replies equal once the "serial" members ours adds (no udev database here) are taken
-    out, and each such serial is what sysfs says for that device."""
+    out, and each such serial is what sysfs says for that device (with the case's
+    tolerances, e.g. for used-bytes)."""
     probs = []
     if len(ref.segments) != len(ours.segments):
         return ["segment count: qemu-ga %d, ours %d" % (len(ref.segments), len(ours.segments))]
@@ -262,7 +265,7 @@ def check_serial(ref, ours, **_):
                     if want != m.group(1).decode():
                         probs.append("serial %r of %s, sysfs says %r" % (m.group(1), m.group(2), want))
                 ol = SERIAL.sub(b"", ol)
-            probs += ["segment %d line %d: %s" % (si, li, p) for p in compare_lines(rl, ol)]
+            probs += ["segment %d line %d: %s" % (si, li, p) for p in compare_lines(rl, ol, tolerances)]
     return probs
 
 
@@ -393,3 +396,66 @@ for _id in ("cli-dump-default", "cli-dump-options", "cli-dump-long-options", "cl
             "cli-dump-config-bool-spellings", "cli-dump-config-env", "cli-dump-config-env-missing"):
     KNOWN[_id] = Known("our default pidfile, and the default hook where it exists", H_PIDFILE,
                        check=check_dump)
+
+
+# ---------------------------------------------------------------- the freeze family (test_freeze_family.py)
+#
+# Each run is one segment: the replies and observation pseudo-lines of the steps, the
+# resync, and which test filesystems the agent left frozen.  {W} is the work directory.
+
+THAWED = b'{"return": "thawed"}'
+LEFT_NONE = Marker("<test filesystems left frozen: none>")
+
+
+def freeze_run(*lines):
+    return [list(lines) + RESYNC_CLEAN + [LEFT_NONE]]
+
+
+def not_a_mount(path):
+    return error(b"'%s' is not the mount point of a freezable filesystem" % path)
+
+
+def hooks(calls):
+    return Marker("<hook calls: %s>" % calls)
+
+
+MARKER_ABSENT = Marker("<state marker: absent>")
+
+KNOWN.update({
+    "freeze-frozen-guest-info": Known("version is quiesce-agent's; subset of commands", H_VERSION,
+                                      check=check_guest_info),
+    "fsinfo-with-loop-and-bind-mounts": Known("adds the sysfs serial (no /run/udev/data here)", H_SERIAL,
+                                              check=check_serial),
+
+    # qemu-ga ignores list entries that match no mount; ours refuses the list, changes nothing.
+    "freeze-trailing-slash": Known("'{W}/e/' is not a mount point string", H_NOT_A_MOUNT, expect=freeze_run(
+        not_a_mount(b"{W}/e/"), THAWED, b'{"return": 0}')),
+    "freeze-trailing-slashes-two": Known("'{W}/x//' is not a mount point string", H_NOT_A_MOUNT,
+                                         expect=freeze_run(not_a_mount(b"{W}/x//"), THAWED, b'{"return": 0}')),
+    "freeze-not-a-mount-point": Known("a directory inside a mount is refused, the mount is not frozen",
+                                      H_NOT_A_MOUNT, expect=freeze_run(
+                                          not_a_mount(b"{W}/e/lost+found"), THAWED, MARKER_ABSENT,
+                                          b'{"return": 0}')),
+    "freeze-not-a-mount-point-alone": Known("a directory inside a mount is refused", H_NOT_A_MOUNT,
+                                            expect=freeze_run(not_a_mount(b"{W}/e/lost+found"), THAWED,
+                                                              b'{"return": 0}')),
+    "freeze-empty-string": Known("'' is refused", H_NOT_A_MOUNT, expect=freeze_run(
+        not_a_mount(b""), THAWED, b'{"return": 0}')),
+    "freeze-empty-string-and-mount": Known("'' is refused, the mount is not frozen", H_NOT_A_MOUNT,
+                                           expect=freeze_run(not_a_mount(b""), THAWED, b'{"return": 0}')),
+
+    # Thaw hook: after every freeze hook exactly once, and never without one.
+    "hook-thaw-when-thawed": Known("a thaw with no freeze hook before runs no hook", H_THAW_HOOK,
+                                   expect=freeze_run(b'{"return": 0}', hooks("none"), THAWED)),
+    "hook-freeze-of-nothing": Known("the thaw hook follows a freeze that froze nothing", H_THAW_HOOK,
+                                    expect=freeze_run(b'{"return": 0}', hooks("freeze thaw"), THAWED,
+                                                      MARKER_ABSENT, Marker("<{E} was still frozen: yes>"))),
+    "hook-freeze-fails": Known("the thaw hook follows a failed freeze hook", H_THAW_HOOK, expect=freeze_run(
+        error(b"fsfreeze hook has failed with status 3"), hooks("freeze thaw"), THAWED, MARKER_ABSENT)),
+    "hook-killed-by-signal": Known("the thaw hook follows a killed freeze hook", H_THAW_HOOK, expect=freeze_run(
+        error(b"fsfreeze hook has terminated abnormally"), hooks("freeze thaw"), THAWED, MARKER_ABSENT)),
+    # qemu-ga's thaw tries to run the (missing) thaw hook and fails with access()'s error;
+    # ours runs no hook when no freeze hook ran, so the thaw succeeds.
+    "hook-missing-thaw": Known("a thaw with no freeze hook before runs no hook (so cannot fail on it)",
+                               H_THAW_HOOK, expect=freeze_run(b'{"return": 0}', THAWED)),
+})

@@ -10,7 +10,7 @@ from harness import REPO, Marker, Result
 from replyjson import check_line, parse_line, dump
 
 # Import every case table so ALL_IDS is complete even when this file runs alone.
-import test_cli, test_commands, test_config, test_connection, test_dispatch, test_framing, test_limits  # noqa: F401,E401
+import test_cli, test_commands, test_config, test_connection, test_dispatch, test_framing, test_limits, test_freeze_family  # noqa: F401,E401,E501
 
 COMPAT = REPO / "docs" / "compat.md"
 
