@@ -51,6 +51,16 @@ def params(cases):
 ALL_IDS = set()   # every case id, so the registry test can spot stale entries
 
 
+def cmd(name, args=None, id=None):
+    """A request's bytes: execute `name`, with `args` and `id` as raw JSON text."""
+    s = b'{"execute":"' + name.encode() + b'"'
+    if args is not None:
+        s += b',"arguments":' + args
+    if id is not None:
+        s += b',"id":' + id
+    return s + b"}"
+
+
 def register_ids(*ids):
     ALL_IDS.update(ids)
     return ids

@@ -104,30 +104,33 @@ def check_version_output(ref, ours, **_):
     return probs
 
 
-def check_guest_info(ref, ours, **_):
-    """guest-info: version is ours (as -V prints it); supported_commands lists a subset of
-    qemu-ga's names, in qemu-ga's order, each with qemu-ga's enabled/success-response,
-    and at least this milestone's commands.  Every other line must match qemu-ga."""
-    probs = []
+def each_line(ref, ours, fn):
+    """Problems from fn(rl, ol) -> list for each pair of reply lines, once the segment
+    and line counts agree (each problem prefixed with its position)."""
     if len(ref.segments) != len(ours.segments):
         return ["segment count: qemu-ga %d, ours %d" % (len(ref.segments), len(ours.segments))]
+    probs = []
     for si, (rs, os_) in enumerate(zip(ref.segments, ours.segments)):
         if len(rs) != len(os_):
             probs.append("segment %d: qemu-ga sent %d line(s), ours %d" % (si, len(rs), len(os_)))
             continue
         for li, (rl, ol) in enumerate(zip(rs, os_)):
-            info = False
-            if isinstance(rl, bytes) and b'"supported_commands"' in rl:
-                info = True
-            if not info:
-                probs += ["segment %d line %d: %s" % (si, li, p) for p in compare_lines(rl, ol)]
-                continue
-            fr = check_line(ol) if isinstance(ol, bytes) else ["not a reply: %s" % ol]
-            if fr:
-                probs += ["guest-info reply: " + p for p in fr]
-                continue
-            probs += ["guest-info: " + p for p in _guest_info_problems(rl, ol)]
+            probs += ["segment %d line %d: %s" % (si, li, p) for p in fn(rl, ol)]
     return probs
+
+
+def check_guest_info(ref, ours, **_):
+    """guest-info: version is ours (as -V prints it); supported_commands lists a subset of
+    qemu-ga's names, in qemu-ga's order, each with qemu-ga's enabled/success-response,
+    and at least this milestone's commands.  Every other line must match qemu-ga."""
+    def line(rl, ol):
+        if not (isinstance(rl, bytes) and b'"supported_commands"' in rl):
+            return compare_lines(rl, ol)
+        fr = check_line(ol) if isinstance(ol, bytes) else ["not a reply: %s" % ol]
+        if fr:
+            return ["guest-info reply: " + p for p in fr]
+        return ["guest-info: " + p for p in _guest_info_problems(rl, ol)]
+    return each_line(ref, ours, line)
 
 
 def _guest_info_problems(rl, ol):
@@ -250,23 +253,17 @@ def check_serial(ref, ours, tolerances=(), **_):
     """Replies equal once the "serial" members ours adds (no udev database here) are taken
     out, and each such serial is what sysfs says for that device (with the case's
     tolerances, e.g. for used-bytes)."""
-    probs = []
-    if len(ref.segments) != len(ours.segments):
-        return ["segment count: qemu-ga %d, ours %d" % (len(ref.segments), len(ours.segments))]
-    for si, (rs, os_) in enumerate(zip(ref.segments, ours.segments)):
-        if len(rs) != len(os_):
-            probs.append("segment %d: qemu-ga sent %d line(s), ours %d" % (si, len(rs), len(os_)))
-            continue
-        for li, (rl, ol) in enumerate(zip(rs, os_)):
-            if isinstance(ol, bytes):
-                for m in re.finditer(rb'"serial": "([^"]*)", "bus-type": "[^"]*", "bus": \d+, '
-                                     rb'"unit": \d+, "pci-controller": \{[^}]*\}, "dev": "/dev/([^"]+)"', ol):
-                    want = _sysfs_serial(m.group(2).decode())
-                    if want != m.group(1).decode():
-                        probs.append("serial %r of %s, sysfs says %r" % (m.group(1), m.group(2), want))
-                ol = SERIAL.sub(b"", ol)
-            probs += ["segment %d line %d: %s" % (si, li, p) for p in compare_lines(rl, ol, tolerances)]
-    return probs
+    def line(rl, ol):
+        probs = []
+        if isinstance(ol, bytes):
+            for m in re.finditer(rb'"serial": "([^"]*)", "bus-type": "[^"]*", "bus": \d+, '
+                                 rb'"unit": \d+, "pci-controller": \{[^}]*\}, "dev": "/dev/([^"]+)"', ol):
+                want = _sysfs_serial(m.group(2).decode())
+                if want != m.group(1).decode():
+                    probs.append("serial %r of %s, sysfs says %r" % (m.group(1), m.group(2), want))
+            ol = SERIAL.sub(b"", ol)
+        return probs + compare_lines(rl, ol, tolerances)
+    return each_line(ref, ours, line)
 
 
 def _sysfs_serial(dev):
@@ -281,25 +278,20 @@ def _sysfs_serial(dev):
 
 def check_osinfo(overrides):
     """Replies equal but for the members in overrides (name -> the value ours sends)."""
-    def check(ref, ours, **_):
+    def line(rl, ol):
+        if not (isinstance(ol, bytes) and b'"kernel-release"' in ol):
+            return compare_lines(rl, ol)
         probs = []
-        for si, (rs, os_) in enumerate(zip(ref.segments, ours.segments)):
-            for li, (rl, ol) in enumerate(zip(rs, os_)):
-                if not (isinstance(ol, bytes) and b'"kernel-release"' in ol):
-                    probs += ["segment %d line %d: %s" % (si, li, p) for p in compare_lines(rl, ol)]
-                    continue
-                r, o = to_py(parse_line(rl)[1]), to_py(parse_line(ol)[1])
-                for k, v in overrides.items():
-                    if o["return"].get(k) != v:
-                        probs.append("%s: ours %r, registered %r" % (k, o["return"].get(k), v))
-                    r["return"].pop(k, None)
-                    o["return"].pop(k, None)
-                if r != o:
-                    probs.append("other members: qemu-ga %s, ours %s" % (r, o))
-        if len(ref.segments) != len(ours.segments):
-            probs.append("segment count differs")
+        r, o = to_py(parse_line(rl)[1]), to_py(parse_line(ol)[1])
+        for k, v in overrides.items():
+            if o["return"].get(k) != v:
+                probs.append("%s: ours %r, registered %r" % (k, o["return"].get(k), v))
+            r["return"].pop(k, None)
+            o["return"].pop(k, None)
+        if r != o:
+            probs.append("other members: qemu-ga %s, ours %s" % (r, o))
         return probs
-    return check
+    return lambda ref, ours, **_: each_line(ref, ours, line)
 
 
 def check_relative_statedir(ref, ours, **_):

@@ -7,18 +7,9 @@ guest-fstrim, guest-set-*, guest-suspend-*, guest-exec, guest-file-*.
 """
 import pytest
 
-from cases import C, DRAIN, params, run_case, run_fresh
+from cases import C, DRAIN, cmd, params, run_case, run_fresh
 from compare import Between, Near
 from harness import AgentSpec
-
-
-def cmd(name, args=None, id=None):
-    s = b'{"execute":"' + name.encode() + b'"'
-    if args is not None:
-        s += b',"arguments":' + args
-    if id is not None:
-        s += b',"id":' + id
-    return s + b"}"
 
 
 SECOND = 10**9

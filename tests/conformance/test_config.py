@@ -9,22 +9,13 @@ import os
 
 import pytest
 
-from cases import C, DRAIN, params, register_ids, run_case
+from cases import C, DRAIN, cmd, params, register_ids, run_case
 from harness import AgentSpec
 from compare import Near
 import known_differences
 from harness import SELF_TEST
 
 SECOND = 10**9
-
-
-def cmd(name, args=None, id=None):
-    s = b'{"execute":"' + name.encode() + b'"'
-    if args is not None:
-        s += b',"arguments":' + args
-    if id is not None:
-        s += b',"id":' + id
-    return s + b"}"
 
 
 TIME_TOL = [Near("return", 5 * SECOND)]

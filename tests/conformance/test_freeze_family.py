@@ -38,7 +38,7 @@ import tempfile
 
 import pytest
 
-from cases import params, check_results
+from cases import cmd, params, check_results
 from compare import Near
 from harness import (REF_BIN, OUR_BIN, RESYNC, AgentSpec, Agent, Marker, Result, is_sync_reply, stop_pair,
                      supports, REPO)
@@ -83,15 +83,6 @@ def still_frozen(fs):
 
 def freeze_by_other_tool(fs):
     return Do("fsfreeze -f", fs)
-
-
-def cmd(name, args=None, id=None):
-    s = b'{"execute":"' + name.encode() + b'"'
-    if args is not None:
-        s += b',"arguments":' + args
-    if id is not None:
-        s += b',"id":' + id
-    return s + b"}"
 
 
 def freeze_list(*paths):
