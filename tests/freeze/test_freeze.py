@@ -346,3 +346,37 @@ def test_log_on_the_frozen_filesystem_never_blocks_the_agent(sb):
     text = log.read_text()
     assert "guest-fsfreeze called" in text and "running guest-ping" in text, \
         "messages held during the freeze were not written after the thaw"
+
+
+def test_dispatcher_and_application_hooks_through_the_agent(sb):
+    """hooks/fsfreeze-hook as the agent's hook, with two application hooks:
+    a failure in the second undoes the first, the freeze fails and nothing is
+    frozen; then (failing hook removed) a normal freeze/thaw.  Application
+    thaws must be idempotent: after a failed freeze the dispatcher undoes what
+    it froze, and the agent still owes (and runs) the dispatcher's thaw."""
+    import shutil
+    fs = sb.fs()
+    etc = sb.dir / "etc-qemu"
+    (etc / "fsfreeze-hook.d").mkdir(parents=True)
+    dispatcher = etc / "fsfreeze-hook"
+    shutil.copy(Path(__file__).resolve().parents[2] / "hooks" / "fsfreeze-hook", dispatcher)
+    os.chmod(dispatcher, 0o755)
+    calls = sb.dir / "app-calls"
+    for name, body in (("10-db", "exit 0"), ("20-cache", '[ "$1" = freeze ] && exit 7; exit 0')):
+        p = etc / "fsfreeze-hook.d" / name
+        p.write_text('#!/bin/sh\necho "%s $1" >> %s\n%s\n' % (name, calls, body))
+        os.chmod(p, 0o755)
+    env = {"FSFREEZE_HOOK_LOG": str(sb.dir / "dispatcher.log"), "FSFREEZE_HOOK_RUNDIR": str(sb.dir)}
+    ag = sb.agent("-F%s" % dispatcher, env=env)
+    with ag.conn() as c:
+        assert error_desc(freeze_list(c, fs.path)) == "fsfreeze hook has failed with status 1"
+        assert not fs.is_frozen()
+        assert calls.read_text().split("\n")[:3] == ["10-db freeze", "20-cache freeze", "10-db thaw"]
+        assert calls.read_text().split("\n")[3:5] == ["20-cache thaw", "10-db thaw"]
+        (etc / "fsfreeze-hook.d" / "20-cache").unlink()
+        calls.unlink()
+        assert freeze_list(c, fs.path) == {"return": 1}
+        assert c.cmd("guest-fsfreeze-thaw") == {"return": 1}
+    assert calls.read_text().split() == ["10-db", "freeze", "10-db", "thaw"]
+    assert "20-cache freeze: failed with status 7" in (sb.dir / "dispatcher.log").read_text()
+    assert "fsfreeze hook has failed with status 1" in ag.log_text()
