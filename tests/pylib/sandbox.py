@@ -48,12 +48,12 @@ class LoopFs:
 
     SIZES = {"ext4": "64M", "xfs": "320M", "ext2": "16M"}
 
-    def __init__(self, workdir, name, kind="ext4"):
+    def __init__(self, workdir, name, kind="ext4", size=None):
         self.kind = kind
         self.image = Path(workdir) / (name + ".img")
         self.mountpoint = Path(workdir) / name
         self.mountpoint.mkdir(parents=True, exist_ok=True)
-        run("truncate", "-s", self.SIZES.get(kind, "64M"), self.image)
+        run("truncate", "-s", size or self.SIZES.get(kind, "64M"), self.image)
         mkfs = {"ext4": ["mkfs.ext4", "-q", "-F"], "ext2": ["mkfs.ext2", "-q", "-F"],
                 "xfs": ["mkfs.xfs", "-q", "-f"]}[kind]
         run(*mkfs, self.image)
