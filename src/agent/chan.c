@@ -125,6 +125,22 @@ static int open_serial(struct chan *c, const char *path, struct err *e)
 	return 0;
 }
 
+/* A non-blocking listening stream socket bound to sa; `what` names it in
+ * errors. */
+static int listen_on(struct chan *c, const struct sockaddr *sa, socklen_t len, const char *what,
+		     struct err *e)
+{
+	const char *kind = sa->sa_family == AF_VSOCK ? "vsock " : "";
+	c->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (c->fd < 0)
+		return err_sys(e, -errno, "cannot create %ssocket", kind);
+	if (bind(c->fd, sa, len) < 0)
+		return err_sys(e, -errno, "cannot bind to %s'%s'", kind, what);
+	if (listen(c->fd, LISTEN_BACKLOG) < 0)
+		return err_sys(e, -errno, "cannot listen on %s'%s'", kind, what);
+	return 0;
+}
+
 static int listen_unix(struct chan *c, const char *path, struct err *e)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -135,14 +151,7 @@ static int listen_unix(struct chan *c, const char *path, struct err *e)
 	/* Replace a stale socket from an earlier run, but never a regular file. */
 	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
 		(void)unlink(path);
-	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (c->fd < 0)
-		return err_sys(e, -errno, "cannot create socket");
-	if (bind(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		return err_sys(e, -errno, "cannot bind to '%s'", path);
-	if (listen(c->fd, LISTEN_BACKLOG) < 0)
-		return err_sys(e, -errno, "cannot listen on '%s'", path);
-	return 0;
+	return listen_on(c, (struct sockaddr *)&sa, sizeof(sa), path, e);
 }
 
 static int listen_vsock(struct chan *c, const char *path, struct err *e)
@@ -152,14 +161,7 @@ static int listen_vsock(struct chan *c, const char *path, struct err *e)
 	if (sscanf(path, "%u:%u%c", &cid, &port, &tail) != 2)
 		return err_set(e, -EINVAL, "vsock address '%s' is not <cid>:<port>", path);
 	struct sockaddr_vm sa = {.svm_family = AF_VSOCK, .svm_cid = cid, .svm_port = port};
-	c->fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (c->fd < 0)
-		return err_sys(e, -errno, "cannot create vsock socket");
-	if (bind(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		return err_sys(e, -errno, "cannot bind to vsock '%s'", path);
-	if (listen(c->fd, LISTEN_BACKLOG) < 0)
-		return err_sys(e, -errno, "cannot listen on vsock '%s'", path);
-	return 0;
+	return listen_on(c, (struct sockaddr *)&sa, sizeof(sa), path, e);
 }
 
 /* systemd socket activation: exactly one listening socket in fd 3. */
