@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: MIT
 """hooks/fsfreeze-hook.d/20-postgresql against real PostgreSQL clusters
 (initdb'd and started by hand, stopped by PID), run under dash."""
-import glob
 import os
 import shutil
+import sys
 import signal
 import socket
 import subprocess
@@ -15,51 +15,11 @@ import pytest
 
 TOP = Path(__file__).resolve().parents[2]
 HOOK = TOP / "hooks" / "fsfreeze-hook.d" / "20-postgresql"
-PGBIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1:] or [None]
-PGBIN = PGBIN[0]
+sys.path.insert(0, str(TOP / "tests" / "pylib"))
+from dbservers import PGBIN, PgCluster as Cluster  # noqa: E402
 
 pytestmark = pytest.mark.skipif(PGBIN is None or os.geteuid() != 0,
                                 reason="needs postgresql server binaries and root")
-
-
-def as_postgres(*cmd, **kw):
-    return subprocess.run(["runuser", "-u", "postgres", "--", *map(str, cmd)],
-                          capture_output=True, text=True, **kw)
-
-
-class Cluster:
-    def __init__(self, base, port):
-        self.dir = Path(base) / ("pg%d" % port)
-        self.data = self.dir / "data"
-        self.run = self.dir / "run"
-        self.run.mkdir(parents=True)
-        shutil.chown(self.dir, "postgres", "postgres")
-        shutil.chown(self.run, "postgres", "postgres")
-        self.port = port
-        r = as_postgres(Path(PGBIN) / "initdb", "-D", self.data, "-A", "trust", "--no-sync")
-        assert r.returncode == 0, r.stderr
-        r = as_postgres(Path(PGBIN) / "pg_ctl", "-D", self.data, "-w", "-l", self.dir / "log",
-                        "-o", "-k %s -p %d -c listen_addresses='' -c fsync=off" % (self.run, port),
-                        "start")
-        assert r.returncode == 0, r.stderr + (self.dir / "log").read_text()
-        self.pid = int((self.data / "postmaster.pid").read_text().split()[0])
-
-    def sql(self, q):
-        r = as_postgres("psql", "-X", "-qAt", "-h", self.run, "-p", self.port, "-d", "postgres",
-                        "-c", q, timeout=30)
-        assert r.returncode == 0, r.stderr
-        return r.stdout.strip()
-
-    def checkpoints(self):
-        return int(self.sql("SELECT checkpoints_req FROM pg_stat_bgwriter"))
-
-    def stop(self):
-        as_postgres(Path(PGBIN) / "pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop",
-                    timeout=60)
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 @pytest.fixture(scope="module")

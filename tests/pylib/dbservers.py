@@ -1,5 +1,6 @@
 """Database servers for tests, started by hand and stopped by PID (no
-systemd here): MariaDB."""
+systemd here): MariaDB, PostgreSQL."""
+import glob
 import os
 import shutil
 import signal
@@ -9,13 +10,16 @@ import time
 from pathlib import Path
 
 MARIADBD = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
+PGBIN = (sorted(glob.glob("/usr/lib/postgresql/*/bin")) or [None])[-1]
 
 
 class Server:
     """A MariaDB server started by hand (no systemd), stopped by PID; datadir
     may be given (e.g. on a loop-mounted test filesystem)."""
 
-    def __init__(self, datadir=None):
+    def __init__(self, datadir=None, init=True, settings=()):
+        """init=False starts a server on an existing datadir (a restored
+        snapshot); `settings` are extra [mysqld] lines."""
         self.dir = Path(tempfile.mkdtemp(prefix="qmdb-", dir="/tmp"))
         os.chmod(self.dir, 0o755)  # mysqld runs as user mysql
         for d in ("run", "log"):
@@ -26,24 +30,34 @@ class Server:
         shutil.chown(self.dir / "run", "mysql", "mysql")
         os.chmod(self.dir / "log", 0o1777)
         self.sock = str(self.dir / "run" / "s.sock")
+        self.log = self.dir / "log" / "err"
         self.cnf = self.dir / "my.cnf"
         self.cnf.write_text(
             "[mysqld]\ndatadir=%s\nsocket=%s\nskip-networking\npid-file=%s\nlog-error=%s\n"
             "user=mysql\ninnodb_buffer_pool_size=64M\ninnodb_log_file_size=16M\nskip-log-bin\n"
-            % (self.data, self.sock, self.dir / "run" / "s.pid", self.dir / "log" / "err"))
-        subprocess.run(["mariadb-install-db", "--defaults-file=%s" % self.cnf, "--user=mysql",
-                        "--datadir=%s" % self.data], check=True, capture_output=True)
+            % (self.data, self.sock, self.dir / "run" / "s.pid", self.log)
+            + "".join(s + "\n" for s in settings))
+        if init:
+            subprocess.run(["mariadb-install-db", "--defaults-file=%s" % self.cnf, "--user=mysql",
+                            "--datadir=%s" % self.data], check=True, capture_output=True)
+        t0 = time.monotonic()
         self.proc = subprocess.Popen([MARIADBD, "--defaults-file=%s" % self.cnf],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 60
         while subprocess.run(["mariadb-admin", "-S", self.sock, "ping"],
                              capture_output=True).returncode != 0:
-            assert self.proc.poll() is None and time.monotonic() < deadline, "mariadbd did not start"
+            assert self.proc.poll() is None and time.monotonic() < deadline, \
+                "mariadbd did not start: " + self.log_text()[-2000:]
             time.sleep(0.1)
-        self.sql("INSTALL SONAME 'metadata_lock_info'; CREATE DATABASE t;"
-                 "CREATE TABLE t.my (i INT) ENGINE=MyISAM; CREATE TABLE t.inno (i INT) ENGINE=InnoDB;"
-                 "INSERT INTO t.my VALUES (1),(2),(3),(4)")
+        self.start_seconds = time.monotonic() - t0
+        if init:
+            self.sql("INSTALL SONAME 'metadata_lock_info'; CREATE DATABASE t;"
+                     "CREATE TABLE t.my (i INT) ENGINE=MyISAM; CREATE TABLE t.inno (i INT) ENGINE=InnoDB;"
+                     "INSERT INTO t.my VALUES (1),(2),(3),(4)")
+
+    def log_text(self):
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def sql(self, q, timeout=30, **kw):
         r = subprocess.run(["mariadb", "-S", self.sock, "-N", "-B", "-e", q], capture_output=True,
@@ -63,3 +77,59 @@ class Server:
             self.proc.kill()
             self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def as_postgres(*cmd, **kw):
+    return subprocess.run(["runuser", "-u", "postgres", "--", *map(str, cmd)],
+                          capture_output=True, text=True, **kw)
+
+
+class PgCluster:
+    """A PostgreSQL cluster run by hand as user postgres, socket only (in its
+    own run directory, never on a filesystem a test freezes), stopped by PID.
+    `datadir` may be given (e.g. on a loop-mounted test filesystem) and, with
+    init=False, may already hold a cluster (a restored snapshot)."""
+
+    def __init__(self, base, port, datadir=None, settings=(), init=True, fsync=False):
+        self.dir = Path(base) / ("pg%d" % port)
+        self.data = Path(datadir) if datadir else self.dir / "data"
+        self.run = self.dir / "run"
+        self.log = self.dir / "log"
+        self.run.mkdir(parents=True)
+        shutil.chown(self.dir, "postgres", "postgres")
+        shutil.chown(self.run, "postgres", "postgres")
+        self.port = port
+        if init:
+            self.data.parent.mkdir(parents=True, exist_ok=True)
+            shutil.chown(self.data.parent, "postgres", "postgres")
+            r = as_postgres(Path(PGBIN) / "initdb", "-D", self.data, "-A", "trust", "--no-sync")
+            assert r.returncode == 0, r.stderr
+        opts = ["-k %s" % self.run, "-p %d" % port, "-c listen_addresses=''"]
+        opts += [] if fsync else ["-c fsync=off"]
+        opts += ["-c %s" % s for s in settings]
+        t0 = time.monotonic()
+        r = as_postgres(Path(PGBIN) / "pg_ctl", "-D", self.data, "-w", "-t", "300", "-l", self.log,
+                        "-o", " ".join(opts), "start")
+        self.start_seconds = time.monotonic() - t0
+        assert r.returncode == 0, r.stderr + self.log_text()
+        self.pid = int((self.data / "postmaster.pid").read_text().split()[0])
+
+    def log_text(self):
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def sql(self, q, db="postgres"):
+        r = as_postgres("psql", "-X", "-qAt", "-v", "ON_ERROR_STOP=1", "-h", self.run,
+                        "-p", self.port, "-d", db, "-c", q, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    def checkpoints(self):
+        return int(self.sql("SELECT checkpoints_req FROM pg_stat_bgwriter"))
+
+    def stop(self, mode="immediate"):
+        as_postgres(Path(PGBIN) / "pg_ctl", "-D", self.data, "-m", mode, "-w", "stop",
+                    timeout=60)
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
