@@ -1,0 +1,443 @@
+// SPDX-License-Identifier: MIT
+/*
+ * cmd-backup: `quiesce backup` — disks into the repository as one snapshot.
+ *
+ * A pipeline: this thread walks every disk chunk by chunk, skipping ranges
+ * the source's allocation map says are zero and reading the rest into a
+ * bounded pool of buffers; worker threads (one per core) drop all-zero
+ * chunks, hash the rest, and compress and write only chunks the repository
+ * does not have.  The pool bounds memory to (2 x threads + threads) chunks
+ * whatever the disk size.  The manifest is written last, after every chunk
+ * directory is fsynced, so a snapshot is visible only when complete; the
+ * writers lock is held shared throughout, so gc never empties its trash
+ * under a running backup (docs/repository.md, Prune and garbage collection).
+ */
+#include "chunk.h"
+#include "cli.h"
+#include "fault.h"
+#include "progress.h"
+#include "repo.h"
+#include "source.h"
+#include "xerr.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_DISKS 64
+
+struct bjob {
+	struct manifest_disk *disk;
+	size_t idx;
+	size_t len;
+	uint8_t *buf;
+};
+
+struct pipeline {
+	pthread_mutex_t mu;
+	pthread_cond_t work, freed;
+	struct bjob *q;
+	size_t qcap, qhead, qn;
+	uint8_t **pool;
+	size_t nfree;
+	bool done, failed;
+	struct err err;
+	struct repo *repo;
+	struct progress *prog;
+	_Atomic uint64_t chunks_new, chunks_reused, chunks_zero, bytes_stored, bytes_read, bytes_zero;
+};
+
+static void pipeline_fail(struct pipeline *p, const struct err *e)
+{
+	pthread_mutex_lock(&p->mu);
+	if (!p->failed) {
+		p->err = *e;
+		p->failed = true;
+	}
+	pthread_cond_broadcast(&p->work);
+	pthread_cond_broadcast(&p->freed);
+	pthread_mutex_unlock(&p->mu);
+}
+
+static bool all_zero(const uint8_t *b, size_t n)
+{
+	/* the first 16 bytes, then the buffer against itself shifted by 16 */
+	for (size_t i = 0; i < n && i < 16; i++)
+		if (b[i])
+			return false;
+	return n <= 16 || memcmp(b, b + 16, n - 16) == 0;
+}
+
+static int process(struct pipeline *p, struct chunk_codec *codec, uint8_t *enc, size_t enc_cap, struct bjob *j,
+		   struct err *e)
+{
+	atomic_fetch_add(&p->bytes_read, j->len);
+	if (all_zero(j->buf, j->len)) {
+		atomic_fetch_add(&p->chunks_zero, 1);
+		atomic_fetch_add(&p->bytes_zero, j->len);
+		return 0;
+	}
+	struct digest d;
+	if (digest_sha256(j->buf, j->len, &d) < 0)
+		return xerr(e, QX_FAIL, "SHA-256 failed");
+	j->disk->chunks[j->idx] = d;
+	j->disk->stored[j->idx] = 1;
+	if (repo_chunk_exists(p->repo, &d)) {
+		atomic_fetch_add(&p->chunks_reused, 1);
+		return 0;
+	}
+	size_t flen = chunk_encode(codec, j->buf, j->len, enc, enc_cap);
+	if (!flen)
+		return xerr(e, QX_FAIL, "cannot encode a chunk");
+	int rc = repo_chunk_put(p->repo, &d, enc, flen, e);
+	if (rc < 0)
+		return rc;
+	if (rc == 1) {
+		atomic_fetch_add(&p->chunks_new, 1);
+		atomic_fetch_add(&p->bytes_stored, flen);
+	} else {
+		atomic_fetch_add(&p->chunks_reused, 1);
+	}
+	return 0;
+}
+
+static void *worker(void *arg)
+{
+	struct pipeline *p = arg;
+	size_t cap = chunk_file_bound(p->repo->chunk_size);
+	struct chunk_codec *codec = chunk_codec_new();
+	uint8_t *enc = malloc(cap);
+	if (!codec || !enc) {
+		struct err e = {0};
+		xerr(&e, QX_FAIL, "out of memory");
+		pipeline_fail(p, &e);
+	}
+	for (;;) {
+		pthread_mutex_lock(&p->mu);
+		while (!p->qn && !p->done && !p->failed)
+			pthread_cond_wait(&p->work, &p->mu);
+		if (!p->qn || p->failed) {
+			pthread_mutex_unlock(&p->mu);
+			break;
+		}
+		struct bjob j = p->q[p->qhead];
+		p->qhead = (p->qhead + 1) % p->qcap;
+		p->qn--;
+		pthread_mutex_unlock(&p->mu);
+
+		struct err e = {0};
+		if (process(p, codec, enc, cap, &j, &e) < 0)
+			pipeline_fail(p, &e);
+		progress_add(p->prog, j.len);
+
+		pthread_mutex_lock(&p->mu);
+		p->pool[p->nfree++] = j.buf;
+		pthread_cond_signal(&p->freed);
+		pthread_mutex_unlock(&p->mu);
+	}
+	chunk_codec_free(codec);
+	free(enc);
+	return NULL;
+}
+
+/* This thread: walk the disks, feed the workers. */
+static void feed(struct pipeline *p, struct source **src, struct manifest *m)
+{
+	uint32_t cs = m->chunk_size;
+	for (size_t di = 0; di < m->ndisks; di++) {
+		struct manifest_disk *d = &m->disks[di];
+		for (size_t i = 0; i < d->nchunks; i++) {
+			struct err e = {0};
+			if (cli_interrupted) {
+				xerr(&e, QX_INTR, "interrupted; no snapshot was written");
+				pipeline_fail(p, &e);
+			}
+			uint64_t off = (uint64_t)i * cs;
+			size_t len = (size_t)(d->size - off < cs ? d->size - off : cs);
+			bool zero = false;
+			if (src[di]->ops->known_zero(src[di], off, len, &zero, &e) < 0)
+				pipeline_fail(p, &e);
+			pthread_mutex_lock(&p->mu);
+			bool failed = p->failed;
+			pthread_mutex_unlock(&p->mu);
+			if (failed)
+				return;
+			if (zero) {
+				atomic_fetch_add(&p->chunks_zero, 1);
+				atomic_fetch_add(&p->bytes_zero, len);
+				progress_add(p->prog, len);
+				continue;
+			}
+			pthread_mutex_lock(&p->mu);
+			while (!p->nfree && !p->failed)
+				pthread_cond_wait(&p->freed, &p->mu);
+			if (p->failed) {
+				pthread_mutex_unlock(&p->mu);
+				return;
+			}
+			uint8_t *buf = p->pool[--p->nfree];
+			pthread_mutex_unlock(&p->mu);
+			if (src[di]->ops->pread(src[di], buf, len, off, &e) < 0) {
+				pipeline_fail(p, &e);
+				pthread_mutex_lock(&p->mu);
+				p->pool[p->nfree++] = buf;
+				pthread_mutex_unlock(&p->mu);
+				return;
+			}
+			pthread_mutex_lock(&p->mu);
+			p->q[(p->qhead + p->qn) % p->qcap] = (struct bjob){d, i, len, buf};
+			p->qn++;
+			pthread_cond_signal(&p->work);
+			pthread_mutex_unlock(&p->mu);
+			progress_draw(p->prog);
+		}
+	}
+}
+
+static int run_pipeline(struct cli *c, struct repo *r, struct source **src, struct manifest *m,
+			struct progress *prog, json_object *stats)
+{
+	int nthreads = c->threads;
+	size_t nbuf = (size_t)nthreads * 3;
+	struct pipeline p = {.repo = r, .prog = prog, .qcap = nbuf};
+	pthread_mutex_init(&p.mu, NULL);
+	pthread_cond_init(&p.work, NULL);
+	pthread_cond_init(&p.freed, NULL);
+	p.q = calloc(nbuf, sizeof(*p.q));
+	p.pool = calloc(nbuf, sizeof(*p.pool));
+	pthread_t *th = calloc((size_t)nthreads, sizeof(*th));
+	int started = 0, rc = 0;
+	if (!p.q || !p.pool || !th) {
+		rc = xerr(&c->err, QX_FAIL, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < nbuf; i++) {
+		if (!(p.pool[i] = malloc(r->chunk_size))) {
+			rc = xerr(&c->err, QX_FAIL, "out of memory for %zu chunk buffers", nbuf);
+			goto out;
+		}
+		p.nfree++;
+	}
+	for (; started < nthreads; started++)
+		if (pthread_create(&th[started], NULL, worker, &p) != 0)
+			break;
+	if (!started) {
+		rc = xerr(&c->err, QX_FAIL, "cannot start worker threads");
+		goto out;
+	}
+	feed(&p, src, m);
+	pthread_mutex_lock(&p.mu);
+	p.done = true;
+	pthread_cond_broadcast(&p.work);
+	pthread_mutex_unlock(&p.mu);
+	for (int i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	if (!p.failed && cli_interrupted)
+		xerr(&p.err, QX_INTR, "interrupted; no snapshot was written"), p.failed = true;
+	if (p.failed) {
+		c->err = p.err;
+		rc = -p.err.code;
+	}
+	json_object_object_add(stats, "bytes_read", json_object_new_int64((int64_t)p.bytes_read));
+	json_object_object_add(stats, "bytes_zero", json_object_new_int64((int64_t)p.bytes_zero));
+	json_object_object_add(stats, "chunks_new", json_object_new_int64((int64_t)p.chunks_new));
+	json_object_object_add(stats, "chunks_reused", json_object_new_int64((int64_t)p.chunks_reused));
+	json_object_object_add(stats, "chunks_zero", json_object_new_int64((int64_t)p.chunks_zero));
+	json_object_object_add(stats, "bytes_stored", json_object_new_int64((int64_t)p.bytes_stored));
+out:
+	for (size_t i = 0; p.pool && i < nbuf; i++)
+		free(p.pool[i]);
+	free(p.pool);
+	free(p.q);
+	free(th);
+	pthread_mutex_destroy(&p.mu);
+	pthread_cond_destroy(&p.work);
+	pthread_cond_destroy(&p.freed);
+	return rc;
+}
+
+static int parse_time(const char *s, char id[64], char when[32])
+{
+	struct tm tm = {0};
+	const char *end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (!end || *end)
+		return -1;
+	repo_id_for_time(timegm(&tm), 0, id, when);
+	return 0;
+}
+
+static const char *usage =
+	"usage: quiesce backup --repo DIR --image SOURCE [--image SOURCE ...] [--name NAME]\n"
+	"                      [--meta KEY=VALUE ...] [--time YYYY-MM-DDTHH:MM:SSZ] [--json] [--threads N]";
+
+int cmd_backup_main(int argc, char **argv, struct cli *c)
+{
+	static const struct option opts[] = {
+		CLI_COMMON_OPTIONS,
+		{"image", required_argument, NULL, 'i'},
+		{"name", required_argument, NULL, 'n'},
+		{"meta", required_argument, NULL, 'm'},
+		{"time", required_argument, NULL, 't'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	const char *images[MAX_DISKS], *name = NULL, *when_arg = NULL;
+	size_t nimages = 0;
+	json_object *meta = json_object_new_object();
+	int opt, rc;
+	while ((opt = getopt_long(argc, argv, "i:n:m:t:h", opts, NULL)) != -1) {
+		if ((rc = cli_common_option(c, opt, optarg)) != 0) {
+			if (rc < 0)
+				goto out_meta;
+			continue;
+		}
+		switch (opt) {
+		case 'i':
+			if (nimages == MAX_DISKS) {
+				rc = cli_usage(c, "at most %d --image", MAX_DISKS);
+				goto out_meta;
+			}
+			images[nimages++] = optarg;
+			break;
+		case 'n':
+			name = optarg;
+			break;
+		case 'm': {
+			const char *eq = strchr(optarg, '=');
+			if (!eq || eq == optarg) {
+				rc = cli_usage(c, "--meta wants KEY=VALUE, not '%s'", optarg);
+				goto out_meta;
+			}
+			char key[256];
+			snprintf(key, sizeof(key), "%.*s", (int)(eq - optarg), optarg);
+			json_object_object_add(meta, key, json_object_new_string(eq + 1));
+			break;
+		}
+		case 't':
+			when_arg = optarg;
+			break;
+		case 'h':
+			puts(usage);
+			json_object_put(meta);
+			return 0;
+		default:
+			rc = cli_usage(c, "%s", usage);
+			goto out_meta;
+		}
+	}
+	if (optind < argc) {
+		rc = cli_usage(c, "unexpected argument '%s'\n%s", argv[optind], usage);
+		goto out_meta;
+	}
+	if (!nimages) {
+		rc = cli_usage(c, "backup needs at least one --image\n%s", usage);
+		goto out_meta;
+	}
+	char id[64], when[32];
+	repo_new_id(id, when);
+	if (when_arg && parse_time(when_arg, id, when) < 0) {
+		rc = cli_usage(c, "--time wants YYYY-MM-DDTHH:MM:SSZ (UTC), not '%s'", when_arg);
+		goto out_meta;
+	}
+
+	struct repo *r = NULL;
+	struct source *src[MAX_DISKS] = {0};
+	struct manifest m = {0};
+	struct progress prog;
+	json_object *stats = json_object_new_object();
+	double t0 = progress_now();
+	if ((rc = cli_open_repo(c, &r)) < 0)
+		goto out;
+	uint64_t total = 0;
+	for (size_t i = 0; i < nimages; i++) {
+		if ((rc = source_open(images[i], &src[i], &c->err)) < 0)
+			goto out;
+		total += src[i]->size;
+	}
+	if ((rc = repo_lock_writers_shared(r, &c->err)) < 0)
+		goto out;
+	char host[256] = "";
+	gethostname(host, sizeof(host) - 1);
+	m.id = strdup(id);
+	m.name = strdup(name ? name : "");
+	m.time = strdup(when);
+	m.host = strdup(host);
+	m.chunk_size = r->chunk_size;
+	m.disks = calloc(nimages, sizeof(*m.disks));
+	if (!m.id || !m.name || !m.time || !m.host || !m.disks) {
+		rc = xerr(&c->err, QX_FAIL, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < nimages; i++) {
+		char dn[32];
+		snprintf(dn, sizeof(dn), "disk%zu", i);
+		m.ndisks = i + 1;
+		if (manifest_disk_init(&m.disks[i], dn, images[i], src[i]->size, r->chunk_size) < 0) {
+			rc = xerr(&c->err, QX_FAIL, "out of memory");
+			goto out;
+		}
+	}
+	progress_start(&prog, "backup", total, !c->json);
+	rc = run_pipeline(c, r, src, &m, &prog, stats);
+	progress_end(&prog);
+	if (rc < 0)
+		goto out;
+	if ((rc = repo_sync_chunks(r, &c->err)) < 0)
+		goto out;
+	json_object_object_add(stats, "seconds", json_object_new_double(progress_now() - t0));
+	m.stats = json_object_get(stats);
+	m.metadata = json_object_get(meta);
+	if (cli_interrupted) {
+		rc = xerr(&c->err, QX_INTR, "interrupted; no snapshot was written");
+		goto out;
+	}
+	if ((rc = repo_manifest_store(r, &m, &c->err)) < 0)
+		goto out;
+
+	if (c->json) {
+		json_object *o = json_object_new_object(), *disks = json_object_new_array();
+		json_object_object_add(o, "id", json_object_new_string(m.id));
+		json_object_object_add(o, "name", json_object_new_string(m.name));
+		json_object_object_add(o, "time", json_object_new_string(m.time));
+		for (size_t i = 0; i < m.ndisks; i++) {
+			json_object *d = json_object_new_object();
+			size_t zero = 0;
+			for (size_t k = 0; k < m.disks[i].nchunks; k++)
+				zero += !m.disks[i].stored[k];
+			json_object_object_add(d, "name", json_object_new_string(m.disks[i].name));
+			json_object_object_add(d, "source", json_object_new_string(m.disks[i].source));
+			json_object_object_add(d, "size", json_object_new_int64((int64_t)m.disks[i].size));
+			json_object_object_add(d, "chunks", json_object_new_int64((int64_t)m.disks[i].nchunks));
+			json_object_object_add(d, "chunks_zero", json_object_new_int64((int64_t)zero));
+			json_object_array_add(disks, d);
+		}
+		json_object_object_add(o, "disks", disks);
+		json_object_object_add(o, "stats", json_object_get(stats));
+		cli_print_json(o);
+	} else {
+		json_object *v;
+		int64_t nw = 0, ru = 0, ze = 0, st = 0;
+		if (json_object_object_get_ex(stats, "chunks_new", &v)) nw = json_object_get_int64(v);
+		if (json_object_object_get_ex(stats, "chunks_reused", &v)) ru = json_object_get_int64(v);
+		if (json_object_object_get_ex(stats, "chunks_zero", &v)) ze = json_object_get_int64(v);
+		if (json_object_object_get_ex(stats, "bytes_stored", &v)) st = json_object_get_int64(v);
+		printf("snapshot %s saved: %zu disk%s, %.1f MiB; %lld new chunks (%.1f MiB stored), %lld reused, %lld zero; %.2f s\n",
+		       m.id, m.ndisks, m.ndisks == 1 ? "" : "s", (double)total / 1048576, (long long)nw,
+		       (double)st / 1048576, (long long)ru, (long long)ze, progress_now() - t0);
+	}
+	rc = 0;
+out:
+	manifest_free(&m);
+	json_object_put(stats);
+	for (size_t i = 0; i < nimages; i++)
+		source_close(src[i]);
+	repo_close(r);
+out_meta:
+	json_object_put(meta);
+	return rc < 0 ? -rc : rc;
+}

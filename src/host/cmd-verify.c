@@ -1,0 +1,275 @@
+// SPDX-License-Identifier: MIT
+/*
+ * cmd-verify: `quiesce verify` — re-read and re-hash every chunk the chosen
+ * snapshots reference, and say which chunks are missing or damaged and
+ * which snapshots that breaks.
+ *
+ * Each distinct chunk is checked once however many snapshots share it, by
+ * worker threads taking indexes from a shared counter.  A manifest that
+ * cannot be read breaks its snapshot too.  Exit 5 if anything is wrong.
+ */
+#include "chunk.h"
+#include "cli.h"
+#include "progress.h"
+#include "repo.h"
+#include "xerr.h"
+
+#include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct ref {
+	struct digest d;
+	uint32_t snap;
+};
+
+enum { CHUNK_OK, CHUNK_MISSING, CHUNK_DAMAGED };
+
+struct verify {
+	struct repo *repo;
+	struct ref *refs; /* sorted by digest */
+	size_t nrefs;
+	size_t *uniq; /* index into refs of each distinct digest */
+	size_t nuniq;
+	uint8_t *status;
+	char **why;
+	atomic_size_t next;
+	struct progress *prog;
+};
+
+static int cmp_ref(const void *a, const void *b)
+{
+	const struct ref *x = a, *y = b;
+	int c = digest_cmp(&x->d, &y->d);
+	return c ? c : (x->snap > y->snap) - (x->snap < y->snap);
+}
+
+static void *vworker(void *arg)
+{
+	struct verify *v = arg;
+	struct chunk_codec *codec = chunk_codec_new();
+	uint8_t *raw = malloc(v->repo->chunk_size);
+	struct buf file = BUF_INIT;
+	for (;;) {
+		size_t i = atomic_fetch_add(&v->next, 1);
+		if (i >= v->nuniq || cli_interrupted)
+			break;
+		const struct digest *d = &v->refs[v->uniq[i]].d;
+		struct err e = {0};
+		if (!codec || !raw) {
+			v->status[i] = CHUNK_DAMAGED;
+			v->why[i] = strdup("out of memory while checking");
+		} else if (repo_chunk_get(v->repo, d, &file, &e) < 0) {
+			v->status[i] = e.code == QX_DAMAGED && strstr(e.msg, "missing") ? CHUNK_MISSING : CHUNK_DAMAGED;
+			v->why[i] = strdup(e.msg);
+		} else if (chunk_decode(codec, file.data, file.len, raw, v->repo->chunk_size, d, &e) < 0) {
+			v->status[i] = CHUNK_DAMAGED;
+			v->why[i] = strdup(e.msg);
+		}
+		progress_add(v->prog, 1);
+	}
+	buf_free(&file);
+	free(raw);
+	chunk_codec_free(codec);
+	return NULL;
+}
+
+static const char *usage = "usage: quiesce verify --repo DIR [SNAPSHOT] [--json] [--threads N]";
+
+int cmd_verify_main(int argc, char **argv, struct cli *c)
+{
+	static const struct option opts[] = {CLI_COMMON_OPTIONS, {"help", no_argument, NULL, 'h'}, {0}};
+	int opt, rc;
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if ((rc = cli_common_option(c, opt, optarg)) != 0) {
+			if (rc < 0)
+				return -rc;
+			continue;
+		}
+		if (opt == 'h') {
+			puts(usage);
+			return 0;
+		}
+		return -cli_usage(c, "%s", usage);
+	}
+	if (argc - optind > 1)
+		return -cli_usage(c, "%s", usage);
+
+	struct repo *r = NULL;
+	char **ids = NULL;
+	size_t nids = 0;
+	struct verify v = {0};
+	uint8_t *manifest_bad = NULL;
+	char **manifest_why = NULL;
+	size_t cap = 0;
+	struct progress prog;
+	if ((rc = cli_open_repo(c, &r)) < 0)
+		goto out;
+	if (optind < argc) {
+		char *one;
+		if ((rc = repo_resolve(r, argv[optind], NULL, &one, &c->err)) < 0)
+			goto out;
+		ids = calloc(1, sizeof(char *));
+		if (!ids) {
+			free(one);
+			rc = xerr(&c->err, QX_FAIL, "out of memory");
+			goto out;
+		}
+		ids[0] = one;
+		nids = 1;
+	} else if ((rc = repo_snapshot_ids(r, &ids, &nids, &c->err)) < 0) {
+		goto out;
+	}
+	v.repo = r;
+	manifest_bad = calloc(nids + 1, 1);
+	manifest_why = calloc(nids + 1, sizeof(char *));
+	if (!manifest_bad || !manifest_why) {
+		rc = xerr(&c->err, QX_FAIL, "out of memory");
+		goto out;
+	}
+	for (size_t s = 0; s < nids; s++) {
+		struct manifest m;
+		struct err e = {0};
+		if (repo_manifest_load(r, ids[s], &m, &e) < 0) {
+			manifest_bad[s] = 1;
+			manifest_why[s] = strdup(e.msg);
+			continue;
+		}
+		for (size_t k = 0; k < m.ndisks; k++) {
+			for (size_t i = 0; i < m.disks[k].nchunks; i++) {
+				if (!m.disks[k].stored[i])
+					continue;
+				if (v.nrefs == cap) {
+					cap = cap ? cap * 2 : 4096;
+					struct ref *nr = realloc(v.refs, cap * sizeof(*nr));
+					if (!nr) {
+						manifest_free(&m);
+						rc = xerr(&c->err, QX_FAIL, "out of memory");
+						goto out;
+					}
+					v.refs = nr;
+				}
+				v.refs[v.nrefs++] = (struct ref){m.disks[k].chunks[i], (uint32_t)s};
+			}
+		}
+		manifest_free(&m);
+	}
+	if (v.nrefs)
+		qsort(v.refs, v.nrefs, sizeof(*v.refs), cmp_ref);
+	v.uniq = malloc((v.nrefs + 1) * sizeof(size_t));
+	if (!v.uniq) {
+		rc = xerr(&c->err, QX_FAIL, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < v.nrefs; i++)
+		if (i == 0 || digest_cmp(&v.refs[i].d, &v.refs[i - 1].d) != 0)
+			v.uniq[v.nuniq++] = i;
+	v.status = calloc(v.nuniq + 1, 1);
+	v.why = calloc(v.nuniq + 1, sizeof(char *));
+	if (!v.status || !v.why) {
+		rc = xerr(&c->err, QX_FAIL, "out of memory");
+		goto out;
+	}
+	v.prog = &prog;
+	progress_start(&prog, "verify (chunks)", v.nuniq, !c->json);
+	pthread_t th[256];
+	int nt = c->threads < 256 ? c->threads : 256, started = 0;
+	for (; started < nt; started++)
+		if (pthread_create(&th[started], NULL, vworker, &v) != 0)
+			break;
+	while (started && atomic_load(&v.next) < v.nuniq && !cli_interrupted) {
+		progress_draw(&prog);
+		nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+	}
+	for (int i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	progress_end(&prog);
+	if (cli_interrupted) {
+		rc = xerr(&c->err, QX_INTR, "interrupted");
+		goto out;
+	}
+
+	/* which snapshots each bad chunk breaks */
+	uint8_t *broken = calloc(nids + 1, 1);
+	size_t nmissing = 0, ndamaged = 0, nbroken = 0;
+	json_object *jm = json_object_new_array(), *jd = json_object_new_array(), *jb = json_object_new_array();
+	for (size_t u = 0; u < v.nuniq; u++) {
+		if (v.status[u] == CHUNK_OK)
+			continue;
+		char hex[DIGEST_HEX_LEN + 1];
+		digest_to_hex(&v.refs[v.uniq[u]].d, hex);
+		json_object *snaps = json_object_new_array(), *o = json_object_new_object();
+		struct buf names = BUF_INIT;
+		size_t end = u + 1 < v.nuniq ? v.uniq[u + 1] : v.nrefs;
+		for (size_t k = v.uniq[u]; k < end; k++) {
+			uint32_t s = v.refs[k].snap;
+			if (k > v.uniq[u] && v.refs[k - 1].snap == s)
+				continue;
+			if (broken)
+				broken[s] = 1;
+			json_object_array_add(snaps, json_object_new_string(ids[s]));
+			buf_printf(&names, "%s%s", names.len ? ", " : "", ids[s]);
+		}
+		json_object_object_add(o, "digest", json_object_new_string(hex));
+		if (v.status[u] == CHUNK_DAMAGED)
+			json_object_object_add(o, "error", json_object_new_string(v.why[u] ? v.why[u] : "damaged"));
+		json_object_object_add(o, "snapshots", snaps);
+		json_object_array_add(v.status[u] == CHUNK_MISSING ? jm : jd, o);
+		if (v.status[u] == CHUNK_MISSING)
+			nmissing++;
+		else
+			ndamaged++;
+		if (!c->json)
+			printf("%s chunk %s%s%s; breaks %s\n", v.status[u] == CHUNK_MISSING ? "missing" : "damaged", hex,
+			       v.status[u] == CHUNK_DAMAGED ? ": " : "",
+			       v.status[u] == CHUNK_DAMAGED && v.why[u] ? v.why[u] : "", names.data ? names.data : "");
+		buf_free(&names);
+	}
+	for (size_t s = 0; s < nids; s++) {
+		if (manifest_bad[s] && !c->json)
+			printf("damaged manifest: %s\n", manifest_why[s] ? manifest_why[s] : ids[s]);
+		if (manifest_bad[s] || (broken && broken[s])) {
+			json_object_array_add(jb, json_object_new_string(ids[s]));
+			nbroken++;
+		}
+	}
+	bool ok = nbroken == 0;
+	if (c->json) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "ok", json_object_new_boolean(ok));
+		json_object_object_add(o, "snapshots", json_object_new_int64((int64_t)nids));
+		json_object_object_add(o, "chunks_checked", json_object_new_int64((int64_t)v.nuniq));
+		json_object_object_add(o, "missing", jm);
+		json_object_object_add(o, "damaged", jd);
+		json_object_object_add(o, "broken_snapshots", jb);
+		cli_print_json(o);
+	} else {
+		json_object_put(jm);
+		json_object_put(jd);
+		json_object_put(jb);
+		if (ok)
+			printf("%zu snapshot%s, %zu chunks: all present and intact\n", nids, nids == 1 ? "" : "s", v.nuniq);
+		else
+			printf("%zu of %zu snapshots broken: %zu chunks missing, %zu damaged\n", nbroken, nids, nmissing,
+			       ndamaged);
+	}
+	free(broken);
+	rc = ok ? 0 : xerr(&c->err, QX_DAMAGED, "verify found %zu broken snapshot%s", nbroken, nbroken == 1 ? "" : "s");
+out:
+	for (size_t i = 0; v.why && i < v.nuniq; i++)
+		free(v.why[i]);
+	for (size_t i = 0; manifest_why && i < nids; i++)
+		free(manifest_why[i]);
+	free(manifest_why);
+	free(manifest_bad);
+	free(v.why);
+	free(v.status);
+	free(v.uniq);
+	free(v.refs);
+	repo_free_ids(ids, nids);
+	repo_close(r);
+	return rc < 0 ? -rc : 0;
+}

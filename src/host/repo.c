@@ -1,0 +1,582 @@
+// SPDX-License-Identifier: MIT
+/* repo: the repository directory (see repo.h and docs/repository.md). */
+#include "repo.h"
+
+#include "chunk.h"
+#include "cleanup.h"
+#include "fault.h"
+#include "fdio.h"
+#include "xerr.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const SUBDIRS[] = {"chunks", "trash", "tmp", "snapshots", "locks"};
+
+static int write_all(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+	while (n) {
+		ssize_t w = write(fd, c, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		c += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int fsync_at(int dirfd, const char *name)
+{
+	_cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0)
+		return -errno;
+	return 0;
+}
+
+int repo_write_atomic(struct repo *r, int dirfd, const char *name, const void *data, size_t len,
+		      bool sync_dir, struct err *e)
+{
+	char tmp[64];
+	snprintf(tmp, sizeof(tmp), "w-%ld-%lu", (long)getpid(), atomic_fetch_add(&r->tmp_seq, 1));
+	int fd = openat(r->tmp_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+	if (fd < 0)
+		return xerr_sys(e, QX_FAIL, errno, "cannot create a file in %s/tmp", r->path);
+	int rc = write_all(fd, data, len);
+	if (rc == 0 && fsync(fd) < 0)
+		rc = -errno;
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && renameat(r->tmp_fd, tmp, dirfd, name) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		unlinkat(r->tmp_fd, tmp, 0);
+		return xerr_sys(e, QX_FAIL, -rc, "cannot write %s into %s", name, r->path);
+	}
+	fault_point();
+	if (sync_dir && fsync(dirfd) < 0)
+		return xerr_sys(e, QX_FAIL, errno, "cannot sync %s", r->path);
+	return 0;
+}
+
+/* ---- config ---- */
+
+static int read_config(struct repo *r, struct err *e)
+{
+	struct buf b = BUF_INIT;
+	struct err fe = {0};
+	int fd = openat(r->root_fd, "config", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return xerr(e, QX_REPO, "%s is not a quiesce repository (no config)", r->path);
+	close(fd);
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/config", r->path);
+	if (fdio_read_file(path, 65536, &b, &fe) < 0) {
+		buf_free(&b);
+		return xerr(e, QX_REPO, "%s is not a quiesce repository: %s", r->path, fe.msg);
+	}
+	json_object *root = json_tokener_parse(b.data ? b.data : "");
+	buf_free(&b);
+	json_object *v;
+	int rc = 0;
+	if (!root || !json_object_object_get_ex(root, "format", &v) ||
+	    strcmp(json_object_get_string(v) ?: "", "quiesce-repository") != 0) {
+		rc = xerr(e, QX_REPO, "%s is not a quiesce repository (config is not ours)", r->path);
+	} else if (!json_object_object_get_ex(root, "version", &v) || !json_object_is_type(v, json_type_int)) {
+		rc = xerr(e, QX_REPO, "%s: config has no format version", r->path);
+	} else if (json_object_get_int64(v) != REPO_VERSION) {
+		rc = xerr(e, QX_REPO, "%s: repository format version %lld is %s this quiesce supports (%d); not touching it",
+			  r->path, (long long)json_object_get_int64(v),
+			  json_object_get_int64(v) > REPO_VERSION ? "newer than" : "not one", REPO_VERSION);
+	} else {
+		int64_t cs = json_object_object_get_ex(root, "chunk_size", &v) ? json_object_get_int64(v) : 0;
+		const char *enc = json_object_object_get_ex(root, "encryption", &v) ? json_object_get_string(v) : NULL;
+		const char *id = json_object_object_get_ex(root, "id", &v) ? json_object_get_string(v) : NULL;
+		if (cs < CHUNK_MIN_SIZE || cs > CHUNK_MAX_SIZE || (cs & (cs - 1)))
+			rc = xerr(e, QX_REPO, "%s: config has an invalid chunk_size", r->path);
+		else if (!enc || strcmp(enc, "none") != 0)
+			rc = xerr(e, QX_REPO, "%s: encryption '%s' is not supported by this quiesce", r->path,
+				  enc ?: "?");
+		else if (!id || strlen(id) != 32)
+			rc = xerr(e, QX_REPO, "%s: config has an invalid id", r->path);
+		else {
+			r->chunk_size = (uint32_t)cs;
+			memcpy(r->id, id, 33);
+		}
+	}
+	json_object_put(root);
+	return rc;
+}
+
+static void rfc3339_now(char out[32])
+{
+	time_t t = time(NULL);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+void repo_new_id(char id[64], char when[32])
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	repo_id_for_time(ts.tv_sec, (int)(ts.tv_nsec / 1000000), id, when);
+}
+
+void repo_id_for_time(time_t t, int ms, char id[64], char when[32])
+{
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	uint32_t rnd = 0;
+	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+		rnd = (uint32_t)getpid() * 2654435761u ^ (uint32_t)ms;
+	char s[20];
+	strftime(s, sizeof(s), "%Y%m%dT%H%M%S", &tm);
+	/* milliseconds in the id: ids sort by time even within a second */
+	snprintf(id, 64, "%s.%03dZ-%08x", s, ms, rnd);
+	strftime(when, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* ---- open / init ---- */
+
+void repo_close(struct repo *r)
+{
+	if (!r)
+		return;
+	int *fds[] = {&r->root_fd, &r->chunks_fd, &r->trash_fd, &r->tmp_fd, &r->snaps_fd, &r->writers_fd, &r->gc_fd};
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		if (*fds[i] >= 0)
+			close(*fds[i]);
+	free(r->path);
+	free(r);
+}
+
+int repo_open(const char *path, struct repo **out, struct err *e)
+{
+	struct repo *r = calloc(1, sizeof(*r));
+	if (!r)
+		return xerr(e, QX_FAIL, "out of memory");
+	r->root_fd = r->chunks_fd = r->trash_fd = r->tmp_fd = r->snaps_fd = r->writers_fd = r->gc_fd = -1;
+	r->path = strdup(path);
+	r->root_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc;
+	if (!r->path) {
+		rc = xerr(e, QX_FAIL, "out of memory");
+	} else if (r->root_fd < 0) {
+		rc = xerr_sys(e, QX_REPO, errno, "%s is not a quiesce repository", path);
+	} else if ((rc = read_config(r, e)) == 0) {
+		r->chunks_fd = openat(r->root_fd, "chunks", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		r->trash_fd = openat(r->root_fd, "trash", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		r->tmp_fd = openat(r->root_fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		r->snaps_fd = openat(r->root_fd, "snapshots", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		r->writers_fd = openat(r->root_fd, "locks/writers", O_RDWR | O_CLOEXEC);
+		r->gc_fd = openat(r->root_fd, "locks/gc", O_RDWR | O_CLOEXEC);
+		if (r->chunks_fd < 0 || r->trash_fd < 0 || r->tmp_fd < 0 || r->snaps_fd < 0 ||
+		    r->writers_fd < 0 || r->gc_fd < 0)
+			rc = xerr_sys(e, QX_REPO, errno, "%s: repository layout is incomplete", path);
+	}
+	if (rc < 0) {
+		repo_close(r);
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
+static int make_fanout(int dirfd, const char *name)
+{
+	if (mkdirat(dirfd, name, 0755) < 0)
+		return -errno;
+	_cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	for (int i = 0; i < 256; i++) {
+		char sub[3];
+		snprintf(sub, sizeof(sub), "%02x", i);
+		if (mkdirat(fd, sub, 0755) < 0)
+			return -errno;
+	}
+	return fsync(fd) < 0 ? -errno : 0;
+}
+
+static int mkdir_parents(const char *path)
+{
+	char *p = strdup(path);
+	if (!p)
+		return -ENOMEM;
+	for (char *s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0755) < 0 && errno != EEXIST) {
+			int rc = -errno;
+			free(p);
+			return rc;
+		}
+		*s = '/';
+	}
+	free(p);
+	return 0;
+}
+
+int repo_init(const char *path, uint32_t chunk_size, struct repo **out, struct err *e)
+{
+	if (chunk_size < CHUNK_MIN_SIZE || chunk_size > CHUNK_MAX_SIZE || (chunk_size & (chunk_size - 1)))
+		return xerr(e, QX_USAGE, "chunk size must be a power of two from 64 KiB to 64 MiB");
+	mkdir_parents(path);
+	if (mkdir(path, 0755) < 0 && errno != EEXIST)
+		return xerr_sys(e, QX_FAIL, errno, "cannot create %s", path);
+	_cleanup_close_ int root = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0)
+		return xerr_sys(e, QX_FAIL, errno, "cannot open %s", path);
+	{
+		_cleanup_closedir_ DIR *d = fdopendir(dup(root));
+		struct dirent *de;
+		while (d && (de = readdir(d)))
+			if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+				return xerr(e, QX_FAIL, "%s is not empty; a repository is created in a new or empty directory",
+					    path);
+	}
+	int rc = 0;
+	for (size_t i = 0; i < sizeof(SUBDIRS) / sizeof(SUBDIRS[0]) && rc == 0; i++) {
+		if (!strcmp(SUBDIRS[i], "chunks") || !strcmp(SUBDIRS[i], "trash"))
+			rc = make_fanout(root, SUBDIRS[i]);
+		else if (mkdirat(root, SUBDIRS[i], 0755) < 0)
+			rc = -errno;
+	}
+	for (const char *const *l = (const char *const[]){"locks/writers", "locks/gc", NULL}; *l && rc == 0; l++) {
+		int fd = openat(root, *l, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		if (fd < 0)
+			rc = -errno;
+		else
+			close(fd);
+	}
+	if (rc < 0)
+		return xerr_sys(e, QX_FAIL, -rc, "cannot create the repository layout in %s", path);
+	/* config last: a half-made directory is not a repository */
+	uint8_t raw[16];
+	if (getrandom(raw, sizeof(raw), 0) != sizeof(raw))
+		return xerr_sys(e, QX_FAIL, errno, "getrandom");
+	char id[33], when[32];
+	for (int i = 0; i < 16; i++)
+		snprintf(id + 2 * i, 3, "%02x", raw[i]);
+	rfc3339_now(when);
+	char cfg[512];
+	int n = snprintf(cfg, sizeof(cfg),
+			 "{\"format\": \"quiesce-repository\", \"version\": %d, \"id\": \"%s\",\n"
+			 " \"created\": \"%s\", \"chunk_size\": %u,\n"
+			 " \"hash\": \"sha256\", \"compression\": \"zstd\", \"encryption\": \"none\"}\n",
+			 REPO_VERSION, id, when, chunk_size);
+	int fd = openat(root, "tmp/config", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0 || write_all(fd, cfg, (size_t)n) < 0 || fsync(fd) < 0 || close(fd) < 0 ||
+	    renameat(root, "tmp/config", root, "config") < 0 || fsync(root) < 0)
+		return xerr_sys(e, QX_FAIL, errno, "cannot write %s/config", path);
+	return repo_open(path, out, e);
+}
+
+/* ---- locks ---- */
+
+int repo_lock_writers_shared(struct repo *r, struct err *e)
+{
+	while (flock(r->writers_fd, LOCK_SH) < 0)
+		if (errno != EINTR)
+			return xerr_sys(e, QX_FAIL, errno, "cannot lock %s", r->path);
+	return 0;
+}
+
+int repo_try_lock_writers_exclusive(struct repo *r, struct err *e)
+{
+	if (flock(r->writers_fd, LOCK_EX | LOCK_NB) == 0)
+		return 1;
+	if (errno == EWOULDBLOCK)
+		return 0;
+	return xerr_sys(e, QX_FAIL, errno, "cannot lock %s", r->path);
+}
+
+void repo_unlock_writers(struct repo *r)
+{
+	flock(r->writers_fd, LOCK_UN);
+}
+
+int repo_lock_gc(struct repo *r, struct err *e)
+{
+	if (flock(r->gc_fd, LOCK_EX | LOCK_NB) == 0)
+		return 0;
+	if (errno == EWOULDBLOCK)
+		return xerr(e, QX_LOCKED, "%s: another prune or gc is running", r->path);
+	return xerr_sys(e, QX_FAIL, errno, "cannot lock %s", r->path);
+}
+
+/* ---- chunks ---- */
+
+static void chunk_rel(const struct digest *d, char out[DIGEST_HEX_LEN + 4])
+{
+	char hex[DIGEST_HEX_LEN + 1];
+	digest_to_hex(d, hex);
+	snprintf(out, DIGEST_HEX_LEN + 4, "%.2s/%s", hex, hex);
+}
+
+int repo_chunk_exists(struct repo *r, const struct digest *d)
+{
+	char rel[DIGEST_HEX_LEN + 4];
+	struct stat st;
+	chunk_rel(d, rel);
+	return fstatat(r->chunks_fd, rel, &st, 0) == 0;
+}
+
+static void mark_dirty(struct repo *r, uint8_t dir)
+{
+	atomic_fetch_or(&r->dirty_dirs[dir >> 6], (uint64_t)1 << (dir & 63));
+}
+
+int repo_chunk_put(struct repo *r, const struct digest *d, const void *file, size_t len, struct err *e)
+{
+	char rel[DIGEST_HEX_LEN + 4];
+	chunk_rel(d, rel);
+	struct stat st;
+	if (fstatat(r->chunks_fd, rel, &st, 0) == 0)
+		return 0;
+	if (renameat(r->trash_fd, rel, r->chunks_fd, rel) == 0) { /* set aside by gc: take it back */
+		mark_dirty(r, d->b[0]);
+		fault_point();
+		return 0;
+	}
+	int rc = repo_write_atomic(r, r->chunks_fd, rel, file, len, false, e);
+	if (rc < 0)
+		return rc;
+	mark_dirty(r, d->b[0]);
+	return 1;
+}
+
+int repo_sync_chunks(struct repo *r, struct err *e)
+{
+	for (int w = 0; w < 4; w++) {
+		uint64_t bits = atomic_exchange(&r->dirty_dirs[w], 0);
+		for (int b = 0; b < 64; b++) {
+			if (!(bits & ((uint64_t)1 << b)))
+				continue;
+			char sub[3];
+			snprintf(sub, sizeof(sub), "%02x", w * 64 + b);
+			int rc = fsync_at(r->chunks_fd, sub);
+			if (rc < 0)
+				return xerr_sys(e, QX_FAIL, -rc, "cannot sync %s/chunks/%s", r->path, sub);
+		}
+	}
+	return 0;
+}
+
+static int read_fd(int fd, struct buf *out, size_t max)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if ((size_t)st.st_size > max)
+		return -EFBIG;
+	out->len = 0;
+	if (buf_reserve(out, (size_t)st.st_size + 1) < 0)
+		return -ENOMEM;
+	for (;;) {
+		ssize_t n = read(fd, out->data + out->len, out->cap - out->len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return 0;
+		out->len += (size_t)n;
+		if (out->len > max)
+			return -EFBIG;
+		if (out->cap - out->len - 1 == 0 && buf_reserve(out, 4096) < 0)
+			return -ENOMEM;
+	}
+}
+
+int repo_chunk_get(struct repo *r, const struct digest *d, struct buf *out, struct err *e)
+{
+	char rel[DIGEST_HEX_LEN + 4];
+	chunk_rel(d, rel);
+	/* chunks/, then trash/, then chunks/ again: a concurrent gc may be
+	 * moving it either way, and each move is an atomic rename */
+	int fd = openat(r->chunks_fd, rel, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT)
+		fd = openat(r->trash_fd, rel, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT)
+		fd = openat(r->chunks_fd, rel, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT)
+		return xerr(e, QX_DAMAGED, "chunk %s is missing", rel + 3);
+	if (fd < 0)
+		return xerr_sys(e, QX_FAIL, errno, "cannot open chunk %s", rel + 3);
+	int rc = read_fd(fd, out, chunk_file_bound(r->chunk_size));
+	close(fd);
+	if (rc == -EFBIG)
+		return xerr(e, QX_DAMAGED, "chunk %s is damaged: larger than any chunk can be", rel + 3);
+	if (rc < 0)
+		return xerr_sys(e, QX_FAIL, -rc, "cannot read chunk %s", rel + 3);
+	return 0;
+}
+
+/* ---- snapshots ---- */
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void repo_free_ids(char **ids, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+}
+
+int repo_snapshot_ids(struct repo *r, char ***ids, size_t *n, struct err *e)
+{
+	*ids = NULL;
+	*n = 0;
+	int fd = openat(r->snaps_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_closedir_ DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return xerr_sys(e, QX_FAIL, errno, "cannot list %s/snapshots", r->path);
+	}
+	size_t cap = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (!manifest_id_valid(de->d_name))
+			continue;
+		if (*n == cap) {
+			cap = cap ? 2 * cap : 64;
+			char **nids = realloc(*ids, cap * sizeof(char *));
+			if (!nids)
+				goto oom;
+			*ids = nids;
+		}
+		if (!((*ids)[*n] = strdup(de->d_name)))
+			goto oom;
+		(*n)++;
+	}
+	if (*n)
+		qsort(*ids, *n, sizeof(char *), cmp_str);
+	return 0;
+oom:
+	repo_free_ids(*ids, *n);
+	*ids = NULL;
+	*n = 0;
+	return xerr(e, QX_FAIL, "out of memory");
+}
+
+int repo_manifest_load(struct repo *r, const char *id, struct manifest *m, struct err *e)
+{
+	memset(m, 0, sizeof(*m));
+	if (!manifest_id_valid(id))
+		return xerr(e, QX_NOSNAP, "no snapshot %s", id);
+	int fd = openat(r->snaps_fd, id, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT)
+		return xerr(e, QX_NOSNAP, "no snapshot %s", id);
+	if (fd < 0)
+		return xerr_sys(e, QX_FAIL, errno, "cannot open snapshot %s", id);
+	struct buf b = BUF_INIT;
+	int rc = read_fd(fd, &b, MANIFEST_MAX_BYTES);
+	close(fd);
+	if (rc < 0) {
+		buf_free(&b);
+		return rc == -EFBIG ? xerr(e, QX_DAMAGED, "snapshot %s: manifest damaged: too large", id)
+				    : xerr_sys(e, QX_FAIL, -rc, "cannot read snapshot %s", id);
+	}
+	struct err pe = {0};
+	rc = manifest_parse(b.data ? b.data : "", b.len, m, &pe);
+	buf_free(&b);
+	if (rc < 0)
+		return xerr(e, QX_DAMAGED, "snapshot %s: manifest damaged: %s", id, pe.msg);
+	if (strcmp(m->id, id) != 0 || m->chunk_size != r->chunk_size) {
+		manifest_free(m);
+		return xerr(e, QX_DAMAGED, "snapshot %s: manifest damaged: it is not this snapshot's or not this repository's",
+			    id);
+	}
+	return 0;
+}
+
+int repo_manifest_store(struct repo *r, const struct manifest *m, struct err *e)
+{
+	struct buf b = BUF_INIT;
+	struct err se = {0};
+	if (manifest_serialize(m, &b, &se) < 0) {
+		buf_free(&b);
+		return xerr(e, QX_FAIL, "%s", se.msg);
+	}
+	int rc = repo_write_atomic(r, r->snaps_fd, m->id, b.data, b.len, true, e);
+	buf_free(&b);
+	return rc;
+}
+
+int repo_snapshot_remove(struct repo *r, const char *id, struct err *e)
+{
+	if (unlinkat(r->snaps_fd, id, 0) < 0)
+		return xerr_sys(e, QX_FAIL, errno, "cannot remove snapshot %s", id);
+	fault_point();
+	if (fsync(r->snaps_fd) < 0)
+		return xerr_sys(e, QX_FAIL, errno, "cannot sync %s/snapshots", r->path);
+	return 0;
+}
+
+int repo_resolve(struct repo *r, const char *spec, const char *name, char **id, struct err *e)
+{
+	char **ids;
+	size_t n;
+	int rc = repo_snapshot_ids(r, &ids, &n, e);
+	if (rc < 0)
+		return rc;
+	const char *found = NULL;
+	if (!strcmp(spec, "latest")) {
+		for (size_t i = n; i-- > 0 && !found;) {
+			if (!name) {
+				found = ids[i];
+				break;
+			}
+			struct manifest m;
+			struct err le = {0};
+			if (repo_manifest_load(r, ids[i], &m, &le) == 0) {
+				if (!strcmp(m.name, name))
+					found = ids[i];
+				manifest_free(&m);
+			}
+		}
+	} else {
+		size_t len = strlen(spec), matches = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (!strcmp(ids[i], spec)) {
+				found = ids[i];
+				matches = 1;
+				break;
+			}
+			if (len && !strncmp(ids[i], spec, len)) {
+				found = ids[i];
+				matches++;
+			}
+		}
+		if (matches > 1) {
+			repo_free_ids(ids, n);
+			return xerr(e, QX_USAGE, "snapshot '%s' is ambiguous: %zu snapshots start with it", spec, matches);
+		}
+	}
+	if (!found) {
+		repo_free_ids(ids, n);
+		return xerr(e, QX_NOSNAP, "no snapshot '%s'%s%s in %s", spec, name ? " named " : "", name ?: "", r->path);
+	}
+	*id = strdup(found);
+	repo_free_ids(ids, n);
+	return *id ? 0 : xerr(e, QX_FAIL, "out of memory");
+}

@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * repo: the repository on disk (docs/repository.md) — layout, config,
+ * locks, and the only code that writes into it.
+ *
+ * Every write goes to tmp/, is fsynced and renamed into place; chunk
+ * directories are fsynced in one batch before a manifest is renamed into
+ * snapshots/, which is then fsynced: a snapshot is visible only once all it
+ * names is durable.  Readers look for a chunk in chunks/ and then in trash/
+ * (where gc sets unreferenced chunks aside), so a concurrent sweep never
+ * breaks a snapshot.  All functions are safe to call from several threads
+ * on one struct repo.
+ */
+#ifndef QUIESCE_REPO_H
+#define QUIESCE_REPO_H
+
+#include "buf.h"
+#include "digest.h"
+#include "err.h"
+#include "manifest.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#define REPO_VERSION 1
+#define REPO_DEFAULT_CHUNK_SIZE (4u << 20)
+
+struct repo {
+	char *path;
+	int root_fd, chunks_fd, trash_fd, tmp_fd, snaps_fd;
+	int writers_fd, gc_fd; /* lock files */
+	uint32_t chunk_size;
+	char id[33];
+	atomic_ulong tmp_seq;
+	_Atomic uint64_t dirty_dirs[4]; /* chunks/xx/ that got a file since the last sync */
+};
+
+/* Create a repository in `path` (absent, or an empty directory). */
+int repo_init(const char *path, uint32_t chunk_size, struct repo **out, struct err *e);
+/* Open one; QX_REPO if it is not one or its version is newer. */
+int repo_open(const char *path, struct repo **out, struct err *e);
+void repo_close(struct repo *r);
+
+/* Locks (flock; released by repo_close or process death).
+ * writers: shared for a backup's whole run; waits only while gc empties trash.
+ * gc: exclusive, does not wait: QX_LOCKED if another prune/gc runs. */
+int repo_lock_writers_shared(struct repo *r, struct err *e);
+/* 1 if had, 0 if a backup holds it. */
+int repo_try_lock_writers_exclusive(struct repo *r, struct err *e);
+void repo_unlock_writers(struct repo *r);
+int repo_lock_gc(struct repo *r, struct err *e);
+
+/* Chunks.  put: store `file` (an encoded chunk) under `d` unless present
+ * (1 stored, 0 already there; a chunk found only in trash is moved back).
+ * get: the encoded chunk into `out` (QX_DAMAGED with "missing" if absent). */
+int repo_chunk_exists(struct repo *r, const struct digest *d);
+int repo_chunk_put(struct repo *r, const struct digest *d, const void *file, size_t len, struct err *e);
+int repo_chunk_get(struct repo *r, const struct digest *d, struct buf *out, struct err *e);
+/* fsync every chunk directory written since the last call. */
+int repo_sync_chunks(struct repo *r, struct err *e);
+
+/* Snapshots.  ids: sorted oldest first (ids begin with their UTC time). */
+int repo_snapshot_ids(struct repo *r, char ***ids, size_t *n, struct err *e);
+void repo_free_ids(char **ids, size_t n);
+int repo_manifest_load(struct repo *r, const char *id, struct manifest *m, struct err *e);
+int repo_manifest_store(struct repo *r, const struct manifest *m, struct err *e);
+int repo_snapshot_remove(struct repo *r, const char *id, struct err *e);
+/* "latest", a full id, or a unique prefix -> the id (malloc'd). */
+int repo_resolve(struct repo *r, const char *spec, const char *name, char **id, struct err *e);
+/* A new id for a snapshot starting now, and its RFC 3339 time. */
+void repo_new_id(char id[64], char time[32]);
+/* The same for a given time (backup --time). */
+void repo_id_for_time(time_t t, int ms, char id[64], char when[32]);
+
+/* Write `len` bytes under `name` in directory `dirfd` via tmp/ (fsync, rename). */
+int repo_write_atomic(struct repo *r, int dirfd, const char *name, const void *data, size_t len,
+		      bool sync_dir, struct err *e);
+
+#endif
