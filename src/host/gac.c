@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: MIT
+/* gac: guest-agent client with resync and deadlines (see gac.h). */
+#include "gac.h"
+
+#include "jsock.h"
+#include "xerr.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+struct gac {
+	struct jsock *s;
+	bool synced;
+};
+
+int gac_open(const char *path, int timeout_ms, struct gac **out, struct err *e)
+{
+	struct gac *g = calloc(1, sizeof(*g));
+	if (!g)
+		return xerr(e, QX_FAIL, "out of memory");
+	int rc = jsock_connect(path, jsock_now_ms() + timeout_ms, &g->s, e);
+	if (rc == 0)
+		rc = gac_sync(g, timeout_ms, e);
+	if (rc < 0) {
+		gac_close(g);
+		return rc;
+	}
+	*out = g;
+	return 0;
+}
+
+void gac_close(struct gac *g)
+{
+	if (!g)
+		return;
+	jsock_close(g->s);
+	free(g);
+}
+
+int gac_sync(struct gac *g, int timeout_ms, struct err *e)
+{
+	int64_t deadline = jsock_now_ms() + timeout_ms;
+	int64_t id = 0;
+	if (getrandom(&id, sizeof(id), 0) != sizeof(id))
+		id = jsock_now_ms();
+	id &= INT32_MAX; /* qemu-ga takes an int */
+	g->synced = false;
+	jsock_reset(g->s);
+	json_object *req = json_object_new_object(), *args = json_object_new_object();
+	json_object_object_add(args, "id", json_object_new_int64(id));
+	json_object_object_add(req, "execute", json_object_new_string("guest-sync-delimited"));
+	json_object_object_add(req, "arguments", args);
+	int rc = jsock_send(g->s, "\xff", 1, deadline, e);
+	if (rc == 0)
+		rc = jsock_send_json(g->s, req, deadline, e);
+	json_object_put(req);
+	while (rc == 0) {
+		if ((rc = jsock_skip_to_ff(g->s, deadline, e)) < 0)
+			break;
+		json_object *o = NULL, *v;
+		struct err pe = {0};
+		if (jsock_recv(g->s, deadline, &o, &pe) < 0) {
+			if (jsock_now_ms() >= deadline) {
+				rc = xerr(e, QX_FAIL, "%s", pe.msg);
+				break;
+			}
+			continue; /* garbage after a stray 0xFF: look for the next one */
+		}
+		bool ours = json_object_object_get_ex(o, "return", &v) && json_object_is_type(v, json_type_int) &&
+			    json_object_get_int64(v) == id;
+		json_object_put(o);
+		if (ours) {
+			g->synced = true;
+			return 0;
+		}
+	}
+	if (strstr(e->msg, "no answer in time")) {
+		e->code = 0;
+		xerr(e, QX_FAIL, "guest agent at %s did not answer guest-sync-delimited within %d ms", jsock_path(g->s),
+		     timeout_ms);
+	}
+	return rc;
+}
+
+int gac_execute(struct gac *g, const char *cmd, json_object *args, int timeout_ms, json_object **ret,
+		struct err *e)
+{
+	if (!g->synced) {
+		int rc = gac_sync(g, timeout_ms, e);
+		if (rc < 0) {
+			json_object_put(args);
+			return rc;
+		}
+	}
+	int64_t deadline = jsock_now_ms() + timeout_ms;
+	json_object *req = json_object_new_object(), *o = NULL, *v;
+	json_object_object_add(req, "execute", json_object_new_string(cmd));
+	if (args)
+		json_object_object_add(req, "arguments", args);
+	int rc = jsock_send_json(g->s, req, deadline, e);
+	json_object_put(req);
+	if (rc == 0)
+		rc = jsock_recv(g->s, deadline, &o, e);
+	if (rc < 0) {
+		g->synced = false; /* its answer may still come: resync first next time */
+		if (strstr(e->msg, "no answer in time")) {
+			e->code = 0;
+			xerr(e, QX_FAIL, "guest agent: %s got no answer within %d ms", cmd, timeout_ms);
+		}
+		return rc;
+	}
+	if (json_object_object_get_ex(o, "error", &v)) {
+		json_object *desc = json_object_object_get(v, "desc");
+		rc = xerr(e, QX_FAIL, "guest agent: %s failed: %s", cmd, json_object_get_string(desc) ?: "?");
+	} else if (!json_object_object_get_ex(o, "return", &v)) {
+		g->synced = false;
+		rc = xerr(e, QX_FAIL, "guest agent: %s: unexpected answer", cmd);
+	} else if (ret) {
+		*ret = json_object_get(v);
+	}
+	json_object_put(o);
+	return rc;
+}
+
+bool gac_has_command(struct gac *g, const char *cmd, int timeout_ms)
+{
+	json_object *info = NULL;
+	struct err e = {0};
+	if (gac_execute(g, "guest-info", NULL, timeout_ms, &info, &e) < 0)
+		return false;
+	bool found = false;
+	json_object *cmds = json_object_object_get(info, "supported_commands");
+	for (size_t i = 0; cmds && i < json_object_array_length(cmds) && !found; i++) {
+		json_object *c = json_object_array_get_idx(cmds, i);
+		json_object *n = json_object_object_get(c, "name"), *en = json_object_object_get(c, "enabled");
+		found = n && !strcmp(json_object_get_string(n), cmd) && json_object_get_boolean(en);
+	}
+	json_object_put(info);
+	return found;
+}
