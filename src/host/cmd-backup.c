@@ -12,6 +12,7 @@
  * writers lock is held shared throughout, so gc never empties its trash
  * under a running backup (docs/repository.md, Prune and garbage collection).
  */
+#include "backup.h"
 #include "chunk.h"
 #include "cli.h"
 #include "fault.h"
@@ -29,7 +30,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_DISKS 64
 
 struct bjob {
 	struct manifest_disk *disk;
@@ -43,8 +43,9 @@ struct pipeline {
 	pthread_cond_t work, freed;
 	struct bjob *q;
 	size_t qcap, qhead, qn;
-	uint8_t **pool;
+	uint8_t **pool; /* the free list */
 	size_t nfree;
+	uint8_t **bufs; /* every buffer, for freeing whatever the pipeline's state */
 	bool done, failed;
 	struct err err;
 	struct repo *repo;
@@ -210,18 +211,19 @@ static int run_pipeline(struct cli *c, struct repo *r, struct source **src, stru
 	pthread_cond_init(&p.freed, NULL);
 	p.q = calloc(nbuf, sizeof(*p.q));
 	p.pool = calloc(nbuf, sizeof(*p.pool));
+	p.bufs = calloc(nbuf, sizeof(*p.bufs));
 	pthread_t *th = calloc((size_t)nthreads, sizeof(*th));
 	int started = 0, rc = 0;
-	if (!p.q || !p.pool || !th) {
+	if (!p.q || !p.pool || !p.bufs || !th) {
 		rc = xerr(&c->err, QX_FAIL, "out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < nbuf; i++) {
-		if (!(p.pool[i] = malloc(r->chunk_size))) {
+		if (!(p.bufs[i] = malloc(r->chunk_size))) {
 			rc = xerr(&c->err, QX_FAIL, "out of memory for %zu chunk buffers", nbuf);
 			goto out;
 		}
-		p.nfree++;
+		p.pool[p.nfree++] = p.bufs[i];
 	}
 	for (; started < nthreads; started++)
 		if (pthread_create(&th[started], NULL, worker, &p) != 0)
@@ -250,8 +252,9 @@ static int run_pipeline(struct cli *c, struct repo *r, struct source **src, stru
 	json_object_object_add(stats, "chunks_zero", json_object_new_int64((int64_t)p.chunks_zero));
 	json_object_object_add(stats, "bytes_stored", json_object_new_int64((int64_t)p.bytes_stored));
 out:
-	for (size_t i = 0; p.pool && i < nbuf; i++)
-		free(p.pool[i]);
+	for (size_t i = 0; p.bufs && i < nbuf; i++)
+		free(p.bufs[i]);
+	free(p.bufs);
 	free(p.pool);
 	free(p.q);
 	free(th);
@@ -259,6 +262,97 @@ out:
 	pthread_cond_destroy(&p.work);
 	pthread_cond_destroy(&p.freed);
 	return rc;
+}
+
+int backup_snapshot(struct cli *c, struct repo *r, const struct backup_disk *disks, size_t n, const char *name,
+		    const char *id, const char *when, json_object *meta, json_object **doc)
+{
+	struct manifest m = {0};
+	struct progress prog;
+	struct source *src[MAX_DISKS];
+	json_object *stats = json_object_new_object();
+	double t0 = progress_now();
+	int rc = 0;
+	uint64_t total = 0;
+	char host[256] = "";
+	if (n == 0 || n > MAX_DISKS)
+		return xerr(&c->err, QX_USAGE, "a snapshot holds 1 to %d disks", MAX_DISKS);
+	gethostname(host, sizeof(host) - 1);
+	m.id = strdup(id);
+	m.name = strdup(name ? name : "");
+	m.time = strdup(when);
+	m.host = strdup(host);
+	m.chunk_size = r->chunk_size;
+	m.disks = calloc(n, sizeof(*m.disks));
+	if (!m.id || !m.name || !m.time || !m.host || !m.disks) {
+		rc = xerr(&c->err, QX_FAIL, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		src[i] = disks[i].src;
+		total += disks[i].src->size;
+		m.ndisks = i + 1;
+		if (manifest_disk_init(&m.disks[i], disks[i].name, disks[i].label, disks[i].src->size, r->chunk_size) < 0) {
+			rc = xerr(&c->err, QX_FAIL, "out of memory");
+			goto out;
+		}
+	}
+	progress_start(&prog, "backup", total, !c->json);
+	rc = run_pipeline(c, r, src, &m, &prog, stats);
+	progress_end(&prog);
+	if (rc < 0)
+		goto out;
+	if ((rc = repo_sync_chunks(r, &c->err)) < 0)
+		goto out;
+	json_object_object_add(stats, "seconds", json_object_new_double(progress_now() - t0));
+	m.stats = json_object_get(stats);
+	m.metadata = meta ? json_object_get(meta) : json_object_new_object();
+	if (cli_interrupted) {
+		rc = xerr(&c->err, QX_INTR, "interrupted; no snapshot was written");
+		goto out;
+	}
+	if ((rc = repo_manifest_store(r, &m, &c->err)) < 0)
+		goto out;
+
+	json_object *o = json_object_new_object(), *jd = json_object_new_array();
+	json_object_object_add(o, "id", json_object_new_string(m.id));
+	json_object_object_add(o, "name", json_object_new_string(m.name));
+	json_object_object_add(o, "time", json_object_new_string(m.time));
+	for (size_t i = 0; i < m.ndisks; i++) {
+		json_object *d = json_object_new_object();
+		size_t zero = 0;
+		for (size_t k = 0; k < m.disks[i].nchunks; k++)
+			zero += !m.disks[i].stored[k];
+		json_object_object_add(d, "name", json_object_new_string(m.disks[i].name));
+		json_object_object_add(d, "source", json_object_new_string(m.disks[i].source));
+		json_object_object_add(d, "size", json_object_new_int64((int64_t)m.disks[i].size));
+		json_object_object_add(d, "chunks", json_object_new_int64((int64_t)m.disks[i].nchunks));
+		json_object_object_add(d, "chunks_zero", json_object_new_int64((int64_t)zero));
+		json_object_array_add(jd, d);
+	}
+	json_object_object_add(o, "disks", jd);
+	json_object_object_add(o, "stats", json_object_get(stats));
+	*doc = o;
+out:
+	manifest_free(&m);
+	json_object_put(stats);
+	return rc;
+}
+
+void backup_print_summary(const json_object *doc)
+{
+	json_object *stats = json_object_object_get(doc, "stats"), *disks = json_object_object_get(doc, "disks");
+	int64_t total = 0;
+	for (size_t i = 0; i < json_object_array_length(disks); i++)
+		total += json_object_get_int64(json_object_object_get(json_object_array_get_idx(disks, i), "size"));
+#define STAT(k) json_object_get_int64(json_object_object_get(stats, k))
+	size_t nd = json_object_array_length(disks);
+	printf("snapshot %s saved: %zu disk%s, %.1f MiB; %lld new chunks (%.1f MiB stored), %lld reused, %lld zero; %.2f s\n",
+	       json_object_get_string(json_object_object_get(doc, "id")), nd, nd == 1 ? "" : "s",
+	       (double)total / 1048576, (long long)STAT("chunks_new"), (double)STAT("bytes_stored") / 1048576,
+	       (long long)STAT("chunks_reused"), (long long)STAT("chunks_zero"),
+	       json_object_get_double(json_object_object_get(stats, "seconds")));
+#undef STAT
 }
 
 static int parse_time(const char *s, char id[64], char when[32])
@@ -273,12 +367,15 @@ static int parse_time(const char *s, char id[64], char when[32])
 
 static const char *usage =
 	"usage: quiesce backup --repo DIR --image SOURCE [--image SOURCE ...] [--name NAME]\n"
-	"                      [--meta KEY=VALUE ...] [--time YYYY-MM-DDTHH:MM:SSZ] [--json] [--threads N]";
+	"                      [--meta KEY=VALUE ...] [--time YYYY-MM-DDTHH:MM:SSZ] [--json] [--threads N]\n"
+	"       quiesce backup --repo DIR --qmp QMP_SOCKET [--qga AGENT_SOCKET] --name VM [--mountpoint M ...]\n"
+	"                      [--consistency require-app|prefer-app|crash] [--json]   (a running QEMU VM)";
 
 int cmd_backup_main(int argc, char **argv, struct cli *c)
 {
 	static const struct option opts[] = {
 		CLI_COMMON_OPTIONS,
+		VM_BACKUP_OPTIONS,
 		{"image", required_argument, NULL, 'i'},
 		{"name", required_argument, NULL, 'n'},
 		{"meta", required_argument, NULL, 'm'},
@@ -288,10 +385,11 @@ int cmd_backup_main(int argc, char **argv, struct cli *c)
 	};
 	const char *images[MAX_DISKS], *name = NULL, *when_arg = NULL;
 	size_t nimages = 0;
+	struct vm_backup_opts vm = {0};
 	json_object *meta = json_object_new_object();
 	int opt, rc;
 	while ((opt = getopt_long(argc, argv, "i:n:m:t:h", opts, NULL)) != -1) {
-		if ((rc = cli_common_option(c, opt, optarg)) != 0) {
+		if ((rc = cli_common_option(c, opt, optarg)) != 0 || (rc = vm_backup_option(c, &vm, opt, optarg)) != 0) {
 			if (rc < 0)
 				goto out_meta;
 			continue;
@@ -334,108 +432,52 @@ int cmd_backup_main(int argc, char **argv, struct cli *c)
 		rc = cli_usage(c, "unexpected argument '%s'\n%s", argv[optind], usage);
 		goto out_meta;
 	}
-	if (!nimages) {
-		rc = cli_usage(c, "backup needs at least one --image\n%s", usage);
-		goto out_meta;
-	}
 	char id[64], when[32];
 	repo_new_id(id, when);
 	if (when_arg && parse_time(when_arg, id, when) < 0) {
 		rc = cli_usage(c, "--time wants YYYY-MM-DDTHH:MM:SSZ (UTC), not '%s'", when_arg);
 		goto out_meta;
 	}
+	if (vm.qmp) {
+		if (nimages) {
+			rc = cli_usage(c, "--image and --qmp do not mix: a VM's disks are found through QMP");
+			goto out_meta;
+		}
+		rc = vm_backup_run(c, &vm, name, id, when, meta);
+		goto out_meta;
+	}
+	if (vm.qga || vm.nmountpoints || vm.consistency_set) {
+		rc = cli_usage(c, "--qga, --mountpoint and --consistency need --qmp");
+		goto out_meta;
+	}
+	if (!nimages) {
+		rc = cli_usage(c, "backup needs at least one --image (or --qmp for a running VM)\n%s", usage);
+		goto out_meta;
+	}
 
 	struct repo *r = NULL;
-	struct source *src[MAX_DISKS] = {0};
-	struct manifest m = {0};
-	struct progress prog;
-	json_object *stats = json_object_new_object();
-	double t0 = progress_now();
+	struct backup_disk disks[MAX_DISKS] = {0};
+	json_object *doc = NULL;
 	if ((rc = cli_open_repo(c, &r)) < 0)
 		goto out;
-	uint64_t total = 0;
 	for (size_t i = 0; i < nimages; i++) {
-		if ((rc = source_open(images[i], &src[i], &c->err)) < 0)
+		if ((rc = source_open(images[i], &disks[i].src, &c->err)) < 0)
 			goto out;
-		total += src[i]->size;
+		snprintf(disks[i].name, sizeof(disks[i].name), "disk%zu", i);
+		disks[i].label = images[i];
 	}
 	if ((rc = repo_lock_writers_shared(r, &c->err)) < 0)
 		goto out;
-	char host[256] = "";
-	gethostname(host, sizeof(host) - 1);
-	m.id = strdup(id);
-	m.name = strdup(name ? name : "");
-	m.time = strdup(when);
-	m.host = strdup(host);
-	m.chunk_size = r->chunk_size;
-	m.disks = calloc(nimages, sizeof(*m.disks));
-	if (!m.id || !m.name || !m.time || !m.host || !m.disks) {
-		rc = xerr(&c->err, QX_FAIL, "out of memory");
+	if ((rc = backup_snapshot(c, r, disks, nimages, name, id, when, meta, &doc)) < 0)
 		goto out;
-	}
-	for (size_t i = 0; i < nimages; i++) {
-		char dn[32];
-		snprintf(dn, sizeof(dn), "disk%zu", i);
-		m.ndisks = i + 1;
-		if (manifest_disk_init(&m.disks[i], dn, images[i], src[i]->size, r->chunk_size) < 0) {
-			rc = xerr(&c->err, QX_FAIL, "out of memory");
-			goto out;
-		}
-	}
-	progress_start(&prog, "backup", total, !c->json);
-	rc = run_pipeline(c, r, src, &m, &prog, stats);
-	progress_end(&prog);
-	if (rc < 0)
-		goto out;
-	if ((rc = repo_sync_chunks(r, &c->err)) < 0)
-		goto out;
-	json_object_object_add(stats, "seconds", json_object_new_double(progress_now() - t0));
-	m.stats = json_object_get(stats);
-	m.metadata = json_object_get(meta);
-	if (cli_interrupted) {
-		rc = xerr(&c->err, QX_INTR, "interrupted; no snapshot was written");
-		goto out;
-	}
-	if ((rc = repo_manifest_store(r, &m, &c->err)) < 0)
-		goto out;
-
-	if (c->json) {
-		json_object *o = json_object_new_object(), *disks = json_object_new_array();
-		json_object_object_add(o, "id", json_object_new_string(m.id));
-		json_object_object_add(o, "name", json_object_new_string(m.name));
-		json_object_object_add(o, "time", json_object_new_string(m.time));
-		for (size_t i = 0; i < m.ndisks; i++) {
-			json_object *d = json_object_new_object();
-			size_t zero = 0;
-			for (size_t k = 0; k < m.disks[i].nchunks; k++)
-				zero += !m.disks[i].stored[k];
-			json_object_object_add(d, "name", json_object_new_string(m.disks[i].name));
-			json_object_object_add(d, "source", json_object_new_string(m.disks[i].source));
-			json_object_object_add(d, "size", json_object_new_int64((int64_t)m.disks[i].size));
-			json_object_object_add(d, "chunks", json_object_new_int64((int64_t)m.disks[i].nchunks));
-			json_object_object_add(d, "chunks_zero", json_object_new_int64((int64_t)zero));
-			json_object_array_add(disks, d);
-		}
-		json_object_object_add(o, "disks", disks);
-		json_object_object_add(o, "stats", json_object_get(stats));
-		cli_print_json(o);
-	} else {
-		json_object *v;
-		int64_t nw = 0, ru = 0, ze = 0, st = 0;
-		if (json_object_object_get_ex(stats, "chunks_new", &v)) nw = json_object_get_int64(v);
-		if (json_object_object_get_ex(stats, "chunks_reused", &v)) ru = json_object_get_int64(v);
-		if (json_object_object_get_ex(stats, "chunks_zero", &v)) ze = json_object_get_int64(v);
-		if (json_object_object_get_ex(stats, "bytes_stored", &v)) st = json_object_get_int64(v);
-		printf("snapshot %s saved: %zu disk%s, %.1f MiB; %lld new chunks (%.1f MiB stored), %lld reused, %lld zero; %.2f s\n",
-		       m.id, m.ndisks, m.ndisks == 1 ? "" : "s", (double)total / 1048576, (long long)nw,
-		       (double)st / 1048576, (long long)ru, (long long)ze, progress_now() - t0);
-	}
-	rc = 0;
+	if (c->json)
+		cli_print_json(json_object_get(doc));
+	else
+		backup_print_summary(doc);
 out:
-	manifest_free(&m);
-	json_object_put(stats);
+	json_object_put(doc);
 	for (size_t i = 0; i < nimages; i++)
-		source_close(src[i]);
+		source_close(disks[i].src);
 	repo_close(r);
 out_meta:
 	json_object_put(meta);

@@ -110,8 +110,7 @@ int cmd_snapshots_main(int argc, char **argv, struct cli *c)
 		struct manifest m;
 		struct err le = {0};
 		if (repo_manifest_load(r, ids[i], &m, &le) < 0) {
-			fprintf(stderr, "quiesce: %s\n", le.msg);
-			c->err = le;
+			fprintf(stderr, "quiesce snapshots: %s\n", le.msg); /* one line each; the rest are listed */
 			bad++;
 			continue;
 		}

@@ -140,3 +140,32 @@ bool gac_has_command(struct gac *g, const char *cmd, int timeout_ms)
 	json_object_put(info);
 	return found;
 }
+
+int gac_thaw_confirmed(struct gac *g, int attempts, int timeout_ms, int *thawed, struct err *e)
+{
+	*thawed = -1;
+	struct err last = {0};
+	for (int i = 0; i < attempts; i++) {
+		json_object *r = NULL;
+		struct err te = {0};
+		if (gac_execute(g, "guest-fsfreeze-thaw", NULL, timeout_ms, &r, &te) == 0 && *thawed < 0)
+			*thawed = json_object_get_int(r);
+		json_object_put(r);
+		r = NULL;
+		struct err se = {0};
+		if (gac_execute(g, "guest-fsfreeze-status", NULL, timeout_ms, &r, &se) == 0) {
+			bool ok = !strcmp(json_object_get_string(r) ?: "", "thawed");
+			json_object_put(r);
+			if (ok)
+				return 0;
+			last = te.code ? te : se;
+			if (!last.code)
+				xerr(&last, QX_FAIL, "guest agent still reports the guest frozen after a thaw");
+		} else {
+			last = se;
+		}
+	}
+	if (e && !e->code)
+		*e = last;
+	return -(last.code ? last.code : QX_FAIL);
+}

@@ -77,12 +77,13 @@ static const struct {
 	const char *what;
 } commands[] = {
 	{"init", cmd_init_main, "create a repository"},
-	{"backup", cmd_backup_main, "back up disk images, block devices or NBD exports as one snapshot"},
+	{"backup", cmd_backup_main, "back up a running VM (--qmp/--qga), or disk images, block devices, NBD exports"},
 	{"snapshots", cmd_snapshots_main, "list snapshots"},
 	{"restore", cmd_restore_main, "restore one disk of a snapshot (raw or qcow2)"},
 	{"verify", cmd_verify_main, "re-read and re-hash every chunk the snapshots use"},
 	{"prune", cmd_prune_main, "remove snapshots by retention rules, then collect garbage"},
 	{"gc", cmd_gc_main, "collect garbage: chunks no snapshot uses, leftovers of crashes"},
+	{"thaw", cmd_thaw_main, "thaw a guest that a dead backup run left frozen"},
 };
 
 static void help(FILE *f)
@@ -93,7 +94,7 @@ static void help(FILE *f)
 	fprintf(f, "\nCommon options: --repo DIR (or $QUIESCE_REPO), --json, --threads N.\n"
 		   "Exit codes: 0 ok, 1 failure, 2 usage, 3 not a repository or unknown format version,\n"
 		   "4 source or target unusable, 5 damaged or missing data, 6 no space, 7 locked,\n"
-		   "8 no such snapshot, 130 interrupted.  See quiesce(1) and docs/repository.md.\n");
+		   "8 no such snapshot, 9 application consistency required but not reached, 130 interrupted.  See quiesce(1) and docs/repository.md.\n");
 }
 
 int main(int argc, char **argv)

@@ -46,6 +46,7 @@ static int run_wait(char *const argv[], struct err *e)
 	posix_spawn_file_actions_t fa;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
 	int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	if (rc != 0)
@@ -63,6 +64,11 @@ static int open_qcow2(struct target *t, uint64_t size, int workers, struct err *
 	char sz[32];
 	snprintf(sz, sizeof(sz), "%llu", (unsigned long long)size);
 	char *create[] = {"qemu-img", "create", "-q", "-f", "qcow2", t->partial, sz, NULL};
+	/* create it ourselves first: a bad path gets our one-line error, not qemu-img's */
+	int fd = open(t->partial, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return xerr_sys(e, QX_SOURCE, errno, "cannot create %s", t->partial);
+	close(fd);
 	t->created = true;
 	int rc = run_wait(create, e);
 	if (rc < 0)

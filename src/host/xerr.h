@@ -22,6 +22,7 @@ enum {
 	QX_NOSPC = 6,
 	QX_LOCKED = 7,
 	QX_NOSNAP = 8,
+	QX_CONSISTENCY = 9, /* --consistency require-app could not be met */
 	QX_INTR = 130,
 };
 

@@ -1,0 +1,656 @@
+// SPDX-License-Identifier: MIT
+/*
+ * vm-backup: `quiesce backup --qmp ... --qga ...` — an application-
+ * consistent backup of a running QEMU VM.
+ *
+ *   before freezing   everything slow or fallible: the repository lock, a
+ *                     leftover freeze from a dead run (thawed first), the
+ *                     agent's liveness (resync with a random id), disk
+ *                     discovery, scratch images, fleecing nodes, the NBD
+ *                     server and exports;
+ *   frozen            guest-fsfreeze-freeze, then ONE QMP transaction that
+ *                     starts a copy-before-write job (blockdev-backup
+ *                     sync=none) from every disk into its fleecing node —
+ *                     the point in time for all disks at once — then thaw;
+ *   after             read every fleecing export over NBD into the
+ *                     repository (only allocated, non-zero extents), and
+ *                     tear down jobs, exports, nodes and scratch files.
+ *
+ * The window is the guest's own freeze and thaw plus one QMP round trip.
+ * Every agent and QMP call has a deadline.  A marker is written before the
+ * freeze and removed once a thaw is confirmed with guest-fsfreeze-status;
+ * every exit path (errors, timeouts, SIGINT/SIGTERM) thaws, and a run that
+ * finds a marker thaws before anything else.  The snapshot records the
+ * consistency reached and why (docs/vm-backup.md).
+ */
+#include "backup.h"
+#include "gac.h"
+#include "jsock.h"
+#include "qmpc.h"
+#include "thawmark.h"
+#include "xerr.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define QMP_TIMEOUT_MS 10000
+#define TEARDOWN_TIMEOUT_MS 30000
+
+struct vmdisk {
+	char device[128]; /* QEMU's name for it (query-block "device" or "qdev") */
+	char node[256];	  /* the node the guest writes through */
+	uint64_t size;
+	char fleece[32], job[32], export_id[32], export_name[32];
+	char scratch[PATH_MAX + 64];
+	bool created, added, exported, job_started;
+};
+
+struct vmb {
+	struct cli *c;
+	struct vm_backup_opts *o;
+	const char *vm;
+	struct qmpc *q;
+	struct gac *g;
+	struct vmdisk d[MAX_DISKS];
+	size_t n;
+	char scratch[PATH_MAX - 128], sockdir[64], sock[96];
+	bool scratch_made, nbd_started;
+	struct thawmark mark;
+	bool maybe_frozen, has_report;
+	/* what happened */
+	const char *level;
+	char reason[512];
+	int fs_frozen, fs_thawed;
+	int64_t t_freeze_sent, t_frozen, t_txn_done, t_thawed;
+	json_object *report; /* quiesce-freeze-report, if the agent has it */
+};
+
+int vm_backup_option(struct cli *c, struct vm_backup_opts *o, int opt, const char *arg)
+{
+	char *end;
+	long v;
+	switch (opt) {
+	case OPT_QMP:
+		o->qmp = arg;
+		return 1;
+	case OPT_QGA:
+		o->qga = arg;
+		return 1;
+	case OPT_SCRATCH:
+		o->scratch = arg;
+		return 1;
+	case OPT_MOUNTPOINT:
+		if (o->nmountpoints == sizeof(o->mountpoints) / sizeof(o->mountpoints[0]))
+			return cli_usage(c, "too many --mountpoint");
+		o->mountpoints[o->nmountpoints++] = arg;
+		return 1;
+	case OPT_CONSISTENCY:
+		o->consistency_set = true;
+		if (!strcmp(arg, "prefer-app"))
+			o->policy = POLICY_PREFER_APP;
+		else if (!strcmp(arg, "require-app"))
+			o->policy = POLICY_REQUIRE_APP;
+		else if (!strcmp(arg, "crash"))
+			o->policy = POLICY_CRASH;
+		else
+			return cli_usage(c, "--consistency is require-app, prefer-app or crash, not '%s'", arg);
+		return 1;
+	case OPT_FREEZE_TIMEOUT:
+	case OPT_AGENT_TIMEOUT:
+		v = strtol(arg, &end, 10);
+		if (*end || v < 1 || v > 3600)
+			return cli_usage(c, "--%s wants seconds (1-3600), not '%s'",
+					 opt == OPT_FREEZE_TIMEOUT ? "freeze-timeout" : "agent-timeout", arg);
+		*(opt == OPT_FREEZE_TIMEOUT ? &o->freeze_timeout_ms : &o->agent_timeout_ms) = (int)v * 1000;
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* ---- before freezing ---- */
+
+static int discover_disks(struct vmb *v)
+{
+	json_object *blocks = NULL;
+	int rc = qmpc_execute(v->q, "query-block", NULL, QMP_TIMEOUT_MS, &blocks, &v->c->err);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < json_object_array_length(blocks); i++) {
+		json_object *b = json_object_array_get_idx(blocks, i), *ins, *x;
+		if (!json_object_object_get_ex(b, "inserted", &ins))
+			continue; /* an empty drive (CD-ROM without a medium) */
+		if (json_object_object_get_ex(ins, "ro", &x) && json_object_get_boolean(x))
+			continue; /* read-only media hold nothing of the guest's state */
+		if (v->n == MAX_DISKS) {
+			rc = xerr(&v->c->err, QX_SOURCE, "the VM has more than %d disks", MAX_DISKS);
+			break;
+		}
+		struct vmdisk *d = &v->d[v->n];
+		const char *dev = json_object_get_string(json_object_object_get(b, "device"));
+		const char *qdev = json_object_get_string(json_object_object_get(b, "qdev"));
+		const char *node = json_object_get_string(json_object_object_get(ins, "node-name"));
+		json_object *img = json_object_object_get(ins, "image");
+		if (!node || !img) {
+			rc = xerr(&v->c->err, QX_SOURCE, "query-block: a disk without a node name");
+			break;
+		}
+		snprintf(d->device, sizeof(d->device), "%s", dev && *dev ? dev : qdev ? qdev : node);
+		snprintf(d->node, sizeof(d->node), "%s", node);
+		d->size = (uint64_t)json_object_get_int64(json_object_object_get(img, "virtual-size"));
+		snprintf(d->fleece, sizeof(d->fleece), "quiesce-fleece%zu", v->n);
+		snprintf(d->job, sizeof(d->job), "quiesce-job%zu", v->n);
+		snprintf(d->export_id, sizeof(d->export_id), "quiesce-exp%zu", v->n);
+		snprintf(d->export_name, sizeof(d->export_name), "disk%zu", v->n);
+		v->n++;
+	}
+	json_object_put(blocks);
+	if (rc == 0 && v->n == 0)
+		rc = xerr(&v->c->err, QX_SOURCE, "the VM at %s has no writable disks to back up", v->o->qmp);
+	return rc;
+}
+
+static void set_level(struct vmb *v, const char *level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_level(struct vmb *v, const char *level, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	v->level = level;
+	vsnprintf(v->reason, sizeof(v->reason), fmt, ap);
+	va_end(ap);
+}
+
+/* No app consistency possible: under prefer-app say so and go on crash-consistent. */
+static int degrade(struct vmb *v, const char *why)
+{
+	if (v->o->policy == POLICY_REQUIRE_APP)
+		return xerr(&v->c->err, QX_CONSISTENCY, "%s; --consistency require-app: nothing was backed up", why);
+	fprintf(stderr, "quiesce backup: warning: %s; this backup is only crash-consistent\n", why);
+	set_level(v, "crash", "%s", why);
+	return 0;
+}
+
+static int check_mountpoints(struct vmb *v)
+{
+	if (!v->o->nmountpoints)
+		return 0;
+	json_object *fs = NULL;
+	int rc = gac_execute(v->g, "guest-get-fsinfo", NULL, v->o->agent_timeout_ms, &fs, &v->c->err);
+	if (rc < 0)
+		return rc;
+	for (size_t k = 0; k < v->o->nmountpoints && rc == 0; k++) {
+		bool found = false;
+		for (size_t i = 0; i < json_object_array_length(fs) && !found; i++) {
+			const char *mp = json_object_get_string(
+				json_object_object_get(json_object_array_get_idx(fs, i), "mountpoint"));
+			found = mp && !strcmp(mp, v->o->mountpoints[k]);
+		}
+		if (!found)
+			rc = xerr(&v->c->err, QX_USAGE, "the guest has no filesystem mounted at %s; nothing was done",
+				  v->o->mountpoints[k]);
+	}
+	json_object_put(fs);
+	return rc;
+}
+
+/* A freeze left behind by a run that died inside its window: thaw it. */
+static int thaw_leftover(struct vmb *v)
+{
+	char *was = thawmark_read(&v->mark);
+	if (!was)
+		return 0;
+	int thawed;
+	struct err e = {0};
+	if (gac_thaw_confirmed(v->g, 3, v->o->agent_timeout_ms, &thawed, &e) < 0) {
+		int rc = xerr(&v->c->err, QX_FAIL, "an earlier run left this guest possibly frozen (%s) and it cannot be thawed: %s",
+			      was, e.msg);
+		free(was);
+		return rc;
+	}
+	fprintf(stderr, "quiesce backup: thawed a guest left frozen by an earlier run (%s): %d filesystem%s\n", was,
+		thawed, thawed == 1 ? "" : "s");
+	free(was);
+	thawmark_remove(&v->mark);
+	return 0;
+}
+
+static int connect_agent(struct vmb *v)
+{
+	struct err e = {0};
+	if (!v->o->qga)
+		return degrade(v, "no guest agent socket given (--qga)");
+	if (gac_open(v->o->qga, v->o->agent_timeout_ms, &v->g, &e) < 0) {
+		/* A guest whose agent is gone may still be frozen by us: nothing to do but say so. */
+		char why[600];
+		snprintf(why, sizeof(why), "no guest agent answered at %s (%s)", v->o->qga, e.msg);
+		if (thawmark_read(&v->mark))
+			fprintf(stderr, "quiesce backup: warning: %s may still be frozen from an earlier run\n", v->vm);
+		return degrade(v, why);
+	}
+	int rc = thaw_leftover(v);
+	if (rc < 0)
+		return rc;
+	v->has_report = gac_has_command(v->g, "quiesce-freeze-report", v->o->agent_timeout_ms);
+	return check_mountpoints(v);
+}
+
+static int run_cmd(char *const argv[], struct err *e)
+{
+	pid_t pid;
+	int st;
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+	int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (rc)
+		return xerr_sys(e, QX_FAIL, rc, "cannot run %s", argv[0]);
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return xerr_sys(e, QX_FAIL, errno, "waitpid");
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : xerr(e, QX_FAIL, "%s failed", argv[0]);
+}
+
+static int prepare_fleecing(struct vmb *v, struct repo *r)
+{
+	struct err *e = &v->c->err;
+	if (v->o->scratch)
+		snprintf(v->scratch, sizeof(v->scratch), "%s/quiesce-XXXXXX", v->o->scratch);
+	else
+		snprintf(v->scratch, sizeof(v->scratch), "%s/tmp/vm-XXXXXX", r->path);
+	if (!mkdtemp(v->scratch))
+		return xerr_sys(e, QX_FAIL, errno, "cannot create a scratch directory like %s", v->scratch);
+	v->scratch_made = true;
+	char real[PATH_MAX];
+	if (realpath(v->scratch, real) && strlen(real) < sizeof(v->scratch))
+		memcpy(v->scratch, real, strlen(real) + 1); /* QEMU's working directory is not ours */
+	int rc = 0;
+	for (size_t i = 0; i < v->n && rc == 0; i++) {
+		struct vmdisk *d = &v->d[i];
+		char size[32];
+		snprintf(d->scratch, sizeof(d->scratch), "%s/%s.qcow2", v->scratch, d->fleece);
+		snprintf(size, sizeof(size), "%llu", (unsigned long long)d->size);
+		char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", d->scratch, size, NULL};
+		if ((rc = run_cmd(argv, e)) < 0)
+			break;
+		d->created = true;
+		json_object *a = json_object_new_object(), *file = json_object_new_object();
+		json_object_object_add(file, "driver", json_object_new_string("file"));
+		json_object_object_add(file, "filename", json_object_new_string(d->scratch));
+		json_object_object_add(a, "driver", json_object_new_string("qcow2"));
+		json_object_object_add(a, "node-name", json_object_new_string(d->fleece));
+		json_object_object_add(a, "file", file);
+		json_object_object_add(a, "backing", json_object_new_string(d->node));
+		if ((rc = qmpc_execute(v->q, "blockdev-add", a, QMP_TIMEOUT_MS, NULL, e)) < 0)
+			break;
+		d->added = true;
+	}
+	if (rc < 0)
+		return rc;
+	/* a unix socket path must fit in 108 bytes, which a scratch path may not */
+	strcpy(v->sockdir, "/tmp/quiesce-nbd-XXXXXX");
+	if (!mkdtemp(v->sockdir))
+		return xerr_sys(e, QX_FAIL, errno, "cannot create a directory for the NBD socket");
+	snprintf(v->sock, sizeof(v->sock), "%s/nbd.sock", v->sockdir);
+	json_object *a = json_object_new_object(), *addr = json_object_new_object(), *data = json_object_new_object();
+	json_object_object_add(data, "path", json_object_new_string(v->sock));
+	json_object_object_add(addr, "type", json_object_new_string("unix"));
+	json_object_object_add(addr, "data", data);
+	json_object_object_add(a, "addr", addr);
+	if ((rc = qmpc_execute(v->q, "nbd-server-start", a, QMP_TIMEOUT_MS, NULL, e)) < 0)
+		return rc;
+	v->nbd_started = true;
+	for (size_t i = 0; i < v->n && rc == 0; i++) {
+		struct vmdisk *d = &v->d[i];
+		a = json_object_new_object();
+		json_object_object_add(a, "type", json_object_new_string("nbd"));
+		json_object_object_add(a, "id", json_object_new_string(d->export_id));
+		json_object_object_add(a, "node-name", json_object_new_string(d->fleece));
+		json_object_object_add(a, "name", json_object_new_string(d->export_name));
+		json_object_object_add(a, "writable", json_object_new_boolean(false));
+		if ((rc = qmpc_execute(v->q, "block-export-add", a, QMP_TIMEOUT_MS, NULL, e)) == 0)
+			d->exported = true;
+	}
+	return rc;
+}
+
+/* ---- the frozen window ---- */
+
+static int point_in_time(struct vmb *v)
+{
+	json_object *actions = json_object_new_array();
+	for (size_t i = 0; i < v->n; i++) {
+		json_object *act = json_object_new_object(), *data = json_object_new_object();
+		json_object_object_add(data, "device", json_object_new_string(v->d[i].node));
+		json_object_object_add(data, "target", json_object_new_string(v->d[i].fleece));
+		json_object_object_add(data, "sync", json_object_new_string("none"));
+		json_object_object_add(data, "job-id", json_object_new_string(v->d[i].job));
+		json_object_object_add(act, "type", json_object_new_string("blockdev-backup"));
+		json_object_object_add(act, "data", data);
+		json_object_array_add(actions, act);
+	}
+	json_object *a = json_object_new_object();
+	json_object_object_add(a, "actions", actions);
+	int rc = qmpc_execute(v->q, "transaction", a, QMP_TIMEOUT_MS, NULL, &v->c->err);
+	v->t_txn_done = jsock_now_ms();
+	if (rc == 0)
+		for (size_t i = 0; i < v->n; i++)
+			v->d[i].job_started = true; /* all or none: a transaction */
+	return rc;
+}
+
+static int thaw(struct vmb *v, struct err *e)
+{
+	int thawed;
+	int rc = gac_thaw_confirmed(v->g, 3, v->o->agent_timeout_ms, &thawed, e);
+	v->t_thawed = jsock_now_ms();
+	if (rc == 0) {
+		v->maybe_frozen = false;
+		v->fs_thawed = thawed;
+		thawmark_remove(&v->mark);
+	}
+	return rc;
+}
+
+static int freeze_and_fix(struct vmb *v)
+{
+	struct err *e = &v->c->err;
+	int rc = thawmark_write(&v->mark, v->o->qga, v->vm, e);
+	if (rc < 0)
+		return rc;
+	json_object *args = NULL, *ret = NULL;
+	const char *cmd = "guest-fsfreeze-freeze";
+	if (v->o->nmountpoints) {
+		cmd = "guest-fsfreeze-freeze-list";
+		json_object *list = json_object_new_array();
+		for (size_t i = 0; i < v->o->nmountpoints; i++)
+			json_object_array_add(list, json_object_new_string(v->o->mountpoints[i]));
+		args = json_object_new_object();
+		json_object_object_add(args, "mountpoints", list);
+	}
+	v->maybe_frozen = true; /* from the moment it is sent: a timeout may still have frozen it */
+	v->t_freeze_sent = jsock_now_ms();
+	struct err fe = {0};
+	rc = gac_execute(v->g, cmd, args, v->o->freeze_timeout_ms, &ret, &fe);
+	v->t_frozen = jsock_now_ms();
+	if (rc == 0)
+		v->fs_frozen = json_object_get_int(ret);
+	json_object_put(ret);
+	if (rc < 0) {
+		/* thaw first (the agent may be partly frozen), then decide */
+		struct err te = {0};
+		if (thaw(v, &te) < 0)
+			return xerr(e, QX_FAIL, "freeze failed (%s) and the guest could not be confirmed thawed: %s", fe.msg,
+				    te.msg);
+		char why[600];
+		snprintf(why, sizeof(why), "the guest could not be frozen: %s", fe.msg);
+		if ((rc = degrade(v, why)) < 0)
+			return rc;
+		return point_in_time(v);
+	}
+	if (cli_interrupted)
+		return xerr(e, QX_INTR, "interrupted while frozen; thawed, nothing was backed up");
+	rc = point_in_time(v);
+	struct err te = {0};
+	int trc = thaw(v, &te); /* at once, whatever the transaction said */
+	if (rc < 0)
+		return rc;
+	if (trc < 0)
+		return xerr(e, QX_FAIL, "the guest could not be confirmed thawed: %s", te.msg);
+	return 0;
+}
+
+/* What the freeze achieved, from the agent's report when it has one. */
+static void judge(struct vmb *v)
+{
+	if (v->level)
+		return; /* already degraded, with its reason */
+	if (v->has_report) {
+		json_object *rep = NULL;
+		struct err e = {0};
+		if (gac_execute(v->g, "quiesce-freeze-report", NULL, v->o->agent_timeout_ms, &rep, &e) == 0)
+			v->report = rep;
+	}
+	if (v->report) {
+		json_object *x;
+		if (json_object_object_get_ex(v->report, "auto-thawed", &x) && json_object_get_boolean(x)) {
+			set_level(v, "crash", "the agent's watchdog thawed the guest before the point-in-time view was fixed");
+			return;
+		}
+		bool hook_ok = false;
+		json_object *hooks = json_object_object_get(v->report, "hooks");
+		for (size_t i = 0; i < json_object_array_length(hooks); i++) {
+			json_object *h = json_object_array_get_idx(hooks, i);
+			if (!strcmp(json_object_get_string(json_object_object_get(h, "action")) ?: "", "freeze"))
+				hook_ok = json_object_get_int(json_object_object_get(h, "exit-status")) == 0;
+		}
+		if (hook_ok)
+			set_level(v, "application",
+				  "the freeze hook brought the applications to a consistent point, then %d filesystem%s froze",
+				  v->fs_frozen, v->fs_frozen == 1 ? "" : "s");
+		else
+			set_level(v, "filesystem", "%d filesystem%s frozen; no fsfreeze hook is configured in the guest",
+				  v->fs_frozen, v->fs_frozen == 1 ? "" : "s");
+		return;
+	}
+	if (v->fs_frozen > 0 && v->fs_thawed == 0) {
+		set_level(v, "crash", "the guest was already thawed when quiesce thawed it (an agent timeout?)");
+		return;
+	}
+	set_level(v, "filesystem",
+		  "%d filesystem%s frozen; the agent (not quiesce-agent) does not report whether hooks ran", v->fs_frozen,
+		  v->fs_frozen == 1 ? "" : "s");
+}
+
+/* ---- after ---- */
+
+static void teardown(struct vmb *v)
+{
+	struct err e = {0};
+	for (size_t i = 0; v->q && i < v->n; i++) {
+		struct vmdisk *d = &v->d[i];
+		if (d->exported) {
+			json_object *a = json_object_new_object();
+			json_object_object_add(a, "id", json_object_new_string(d->export_id));
+			if (qmpc_execute(v->q, "block-export-del", a, QMP_TIMEOUT_MS, NULL, &e) == 0)
+				qmpc_wait_event(v->q, "BLOCK_EXPORT_DELETED", "id", d->export_id, TEARDOWN_TIMEOUT_MS, NULL, &e);
+			d->exported = false;
+		}
+		if (d->job_started) {
+			json_object *a = json_object_new_object();
+			json_object_object_add(a, "device", json_object_new_string(d->job));
+			if (qmpc_execute(v->q, "block-job-cancel", a, QMP_TIMEOUT_MS, NULL, &e) == 0)
+				qmpc_wait_event(v->q, "BLOCK_JOB_CANCELLED", "device", d->job, TEARDOWN_TIMEOUT_MS, NULL, &e);
+			d->job_started = false;
+		}
+		if (d->added) {
+			json_object *a = json_object_new_object();
+			json_object_object_add(a, "node-name", json_object_new_string(d->fleece));
+			qmpc_execute(v->q, "blockdev-del", a, QMP_TIMEOUT_MS, NULL, &e);
+			d->added = false;
+		}
+	}
+	if (v->q && v->nbd_started)
+		qmpc_execute(v->q, "nbd-server-stop", NULL, QMP_TIMEOUT_MS, NULL, &e);
+	v->nbd_started = false;
+	for (size_t i = 0; i < v->n; i++)
+		if (v->d[i].created)
+			unlink(v->d[i].scratch);
+	if (v->sockdir[0]) {
+		unlink(v->sock);
+		rmdir(v->sockdir);
+	}
+	if (v->scratch_made)
+		rmdir(v->scratch);
+}
+
+static json_object *window_json(struct vmb *v)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "vm", json_object_new_string(v->vm));
+	json_object_object_add(o, "consistency", json_object_new_string(v->level));
+	json_object_object_add(o, "consistency_reason", json_object_new_string(v->reason));
+	if (v->t_freeze_sent && v->t_thawed) {
+		json_object_object_add(o, "frozen_window_ms", json_object_new_int64(v->t_thawed - v->t_freeze_sent));
+		json_object_object_add(o, "freeze_ms", json_object_new_int64(v->t_frozen - v->t_freeze_sent));
+		json_object_object_add(o, "transaction_ms", json_object_new_int64(v->t_txn_done - v->t_frozen));
+		json_object_object_add(o, "thaw_ms", json_object_new_int64(v->t_thawed - v->t_txn_done));
+		json_object_object_add(o, "filesystems_frozen", json_object_new_int(v->fs_frozen));
+	}
+	if (v->o->nmountpoints) {
+		json_object *m = json_object_new_array();
+		for (size_t i = 0; i < v->o->nmountpoints; i++)
+			json_object_array_add(m, json_object_new_string(v->o->mountpoints[i]));
+		json_object_object_add(o, "mountpoints", m);
+	}
+	if (v->report)
+		json_object_object_add(o, "agent_report", json_object_get(v->report));
+	return o;
+}
+
+int vm_backup_run(struct cli *c, struct vm_backup_opts *o, const char *name, const char *id, const char *when,
+		  json_object *meta)
+{
+	if (!name || !*name)
+		return cli_usage(c, "a VM backup needs --name (the VM's name, which groups its snapshots)");
+	if (!o->freeze_timeout_ms)
+		o->freeze_timeout_ms = 60000; /* hooks included: a database CHECKPOINT can take a while */
+	if (!o->agent_timeout_ms)
+		o->agent_timeout_ms = 5000;
+	struct vmb v = {.c = c, .o = o, .vm = name};
+	struct repo *r = NULL;
+	struct backup_disk disks[MAX_DISKS] = {0};
+	json_object *doc = NULL;
+	int rc;
+	if ((rc = cli_open_repo(c, &r)) < 0)
+		return rc;
+	if ((rc = repo_lock_writers_shared(r, &c->err)) < 0)
+		goto out;
+	if (o->qga && (rc = thawmark_init(&v.mark, o->qga, &c->err)) < 0)
+		goto out;
+	if ((rc = qmpc_connect(o->qmp, QMP_TIMEOUT_MS, &v.q, &c->err)) < 0)
+		goto out;
+	if ((rc = discover_disks(&v)) < 0)
+		goto out;
+	if (o->policy == POLICY_CRASH)
+		set_level(&v, "crash", "--consistency crash: the guest agent was not asked");
+	else if ((rc = connect_agent(&v)) < 0)
+		goto out;
+	if ((rc = prepare_fleecing(&v, r)) < 0 || cli_interrupted)
+		goto out;
+	if (v.g && !v.level)
+		rc = freeze_and_fix(&v);
+	else
+		rc = point_in_time(&v);
+	if (rc < 0)
+		goto out;
+	judge(&v);
+	if (o->policy == POLICY_REQUIRE_APP && strcmp(v.level, "crash") == 0) {
+		rc = xerr(&c->err, QX_CONSISTENCY, "%s; --consistency require-app: nothing was backed up", v.reason);
+		goto out;
+	}
+	if (strcmp(v.level, "crash") == 0 && o->policy != POLICY_CRASH && v.fs_frozen > 0)
+		fprintf(stderr, "quiesce backup: warning: %s; this backup is only crash-consistent\n", v.reason);
+
+	/* read the fixed views */
+	for (size_t i = 0; i < v.n; i++) {
+		char uri[PATH_MAX + 64];
+		snprintf(uri, sizeof(uri), "nbd+unix:///%s?socket=%s", v.d[i].export_name, v.sock);
+		if ((rc = source_open(uri, &disks[i].src, &c->err)) < 0)
+			goto out;
+		snprintf(disks[i].name, sizeof(disks[i].name), "%s", v.d[i].device);
+		disks[i].label = v.d[i].node;
+	}
+	json_object *w = window_json(&v);
+	json_object_object_foreach(w, k, val) json_object_object_add(meta, k, json_object_get(val));
+	json_object_put(w);
+	rc = backup_snapshot(c, r, disks, v.n, name, id, when, meta, &doc);
+	if (rc == 0) {
+		if (c->json) {
+			json_object_object_add(doc, "metadata", json_object_get(meta));
+			cli_print_json(json_object_get(doc));
+		} else {
+			backup_print_summary(doc);
+			json_object *x = json_object_object_get(meta, "frozen_window_ms");
+			printf("consistency: %s (%s)%s%s%s\n", v.level, v.reason, x ? "; frozen window " : "",
+			       x ? json_object_get_string(x) : "", x ? " ms" : "");
+		}
+	}
+out:
+	for (size_t i = 0; i < v.n; i++)
+		source_close(disks[i].src);
+	if (v.maybe_frozen) {
+		struct err te = {0};
+		if (thaw(&v, &te) < 0)
+			fprintf(stderr, "quiesce backup: WARNING: the guest may still be frozen: %s; run quiesce thaw --qga %s\n",
+				te.msg, o->qga);
+	}
+	teardown(&v);
+	json_object_put(doc);
+	json_object_put(v.report);
+	gac_close(v.g);
+	qmpc_close(v.q);
+	repo_close(r);
+	return rc;
+}
+
+/* `quiesce thaw --qga SOCKET`: thaw a guest a dead run left frozen. */
+int cmd_thaw_main(int argc, char **argv, struct cli *c)
+{
+	static const struct option opts[] = {
+		CLI_COMMON_OPTIONS, VM_BACKUP_OPTIONS, {"help", no_argument, NULL, 'h'}, {0}};
+	const char *usage = "usage: quiesce thaw --qga AGENT_SOCKET [--agent-timeout SECONDS] [--json]";
+	struct vm_backup_opts o = {0};
+	int opt, rc;
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if ((rc = cli_common_option(c, opt, optarg)) != 0 || (rc = vm_backup_option(c, &o, opt, optarg)) != 0) {
+			if (rc < 0)
+				return -rc;
+			continue;
+		}
+		if (opt == 'h') {
+			puts(usage);
+			return 0;
+		}
+		return -cli_usage(c, "%s", usage);
+	}
+	if (optind < argc || !o.qga)
+		return -cli_usage(c, "%s", usage);
+	int timeout = o.agent_timeout_ms ? o.agent_timeout_ms : 5000;
+	struct thawmark mark;
+	struct gac *g = NULL;
+	json_object *st = NULL;
+	if ((rc = thawmark_init(&mark, o.qga, &c->err)) < 0 || (rc = gac_open(o.qga, timeout, &g, &c->err)) < 0 ||
+	    (rc = gac_execute(g, "guest-fsfreeze-status", NULL, timeout, &st, &c->err)) < 0)
+		goto out;
+	bool was_frozen = !strcmp(json_object_get_string(st) ?: "", "frozen");
+	int thawed = 0;
+	if (was_frozen && (rc = gac_thaw_confirmed(g, 3, timeout, &thawed, &c->err)) < 0)
+		goto out;
+	thawmark_remove(&mark);
+	if (c->json) {
+		json_object *j = json_object_new_object();
+		json_object_object_add(j, "was_frozen", json_object_new_boolean(was_frozen));
+		json_object_object_add(j, "thawed", json_object_new_int(thawed));
+		cli_print_json(j);
+	} else {
+		printf(was_frozen ? "thawed %d filesystem%s\n" : "the guest was not frozen%.0d%s\n", thawed,
+		       thawed == 1 ? "" : "s");
+	}
+out:
+	json_object_put(st);
+	gac_close(g);
+	return rc < 0 ? -rc : 0;
+}
