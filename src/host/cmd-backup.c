@@ -48,6 +48,11 @@ struct pipeline {
 	uint8_t **bufs; /* every buffer, for freeing whatever the pipeline's state */
 	bool done, failed;
 	struct err err;
+	/* staged chunks waiting for their fsync + rename, in one committer thread */
+	struct staged_chunk *cq;
+	size_t cqcap, cqhead, cqn;
+	bool workers_done;
+	pthread_cond_t staged, committed;
 	struct repo *repo;
 	struct progress *prog;
 	_Atomic uint64_t chunks_new, chunks_reused, chunks_zero, bytes_stored, bytes_read, bytes_zero;
@@ -62,7 +67,52 @@ static void pipeline_fail(struct pipeline *p, const struct err *e)
 	}
 	pthread_cond_broadcast(&p->work);
 	pthread_cond_broadcast(&p->freed);
+	pthread_cond_broadcast(&p->staged);
+	pthread_cond_broadcast(&p->committed);
 	pthread_mutex_unlock(&p->mu);
+}
+
+/* Hand a staged chunk to the committer; waits while its queue is full. */
+static int enqueue_commit(struct pipeline *p, struct staged_chunk *s, struct err *e)
+{
+	pthread_mutex_lock(&p->mu);
+	while (p->cqn == p->cqcap && !p->failed)
+		pthread_cond_wait(&p->committed, &p->mu);
+	if (p->failed) {
+		pthread_mutex_unlock(&p->mu);
+		repo_chunk_discard(p->repo, s);
+		return xerr(e, QX_FAIL, "pipeline stopped");
+	}
+	p->cq[(p->cqhead + p->cqn) % p->cqcap] = *s;
+	p->cqn++;
+	pthread_cond_signal(&p->staged);
+	pthread_mutex_unlock(&p->mu);
+	return 0;
+}
+
+static void *committer(void *arg)
+{
+	struct pipeline *p = arg;
+	for (;;) {
+		pthread_mutex_lock(&p->mu);
+		while (!p->cqn && !p->workers_done && !p->failed)
+			pthread_cond_wait(&p->staged, &p->mu);
+		if (!p->cqn) {
+			pthread_mutex_unlock(&p->mu);
+			return NULL;
+		}
+		struct staged_chunk s = p->cq[p->cqhead];
+		p->cqhead = (p->cqhead + 1) % p->cqcap;
+		p->cqn--;
+		bool failed = p->failed;
+		pthread_cond_signal(&p->committed);
+		pthread_mutex_unlock(&p->mu);
+		struct err e = {0};
+		if (failed)
+			repo_chunk_discard(p->repo, &s); /* drain: no rename after a failure */
+		else if (repo_chunk_commit(p->repo, &s, &e) < 0)
+			pipeline_fail(p, &e);
+	}
 }
 
 static bool all_zero(const uint8_t *b, size_t n)
@@ -95,16 +145,17 @@ static int process(struct pipeline *p, struct chunk_codec *codec, uint8_t *enc, 
 	size_t flen = chunk_encode(codec, j->buf, j->len, enc, enc_cap);
 	if (!flen)
 		return xerr(e, QX_FAIL, "cannot encode a chunk");
-	int rc = repo_chunk_put(p->repo, &d, enc, flen, e);
+	struct staged_chunk st;
+	int rc = repo_chunk_stage(p->repo, &d, enc, flen, &st, e);
 	if (rc < 0)
 		return rc;
-	if (rc == 1) {
-		atomic_fetch_add(&p->chunks_new, 1);
-		atomic_fetch_add(&p->bytes_stored, flen);
-	} else {
+	if (rc == 0) {
 		atomic_fetch_add(&p->chunks_reused, 1);
+		return 0;
 	}
-	return 0;
+	atomic_fetch_add(&p->chunks_new, 1);
+	atomic_fetch_add(&p->bytes_stored, flen);
+	return enqueue_commit(p, &st, e);
 }
 
 static void *worker(void *arg)
@@ -205,16 +256,21 @@ static int run_pipeline(struct cli *c, struct repo *r, struct source **src, stru
 {
 	int nthreads = c->threads;
 	size_t nbuf = (size_t)nthreads * 3;
-	struct pipeline p = {.repo = r, .prog = prog, .qcap = nbuf};
+	struct pipeline p = {.repo = r, .prog = prog, .qcap = nbuf, .cqcap = 4 * nbuf};
 	pthread_mutex_init(&p.mu, NULL);
 	pthread_cond_init(&p.work, NULL);
 	pthread_cond_init(&p.freed, NULL);
+	pthread_cond_init(&p.staged, NULL);
+	pthread_cond_init(&p.committed, NULL);
+	pthread_t commit_th;
+	bool commit_started = false;
+	p.cq = calloc(p.cqcap, sizeof(*p.cq));
 	p.q = calloc(nbuf, sizeof(*p.q));
 	p.pool = calloc(nbuf, sizeof(*p.pool));
 	p.bufs = calloc(nbuf, sizeof(*p.bufs));
 	pthread_t *th = calloc((size_t)nthreads, sizeof(*th));
 	int started = 0, rc = 0;
-	if (!p.q || !p.pool || !p.bufs || !th) {
+	if (!p.q || !p.pool || !p.bufs || !p.cq || !th) {
 		rc = xerr(&c->err, QX_FAIL, "out of memory");
 		goto out;
 	}
@@ -228,17 +284,26 @@ static int run_pipeline(struct cli *c, struct repo *r, struct source **src, stru
 	for (; started < nthreads; started++)
 		if (pthread_create(&th[started], NULL, worker, &p) != 0)
 			break;
-	if (!started) {
-		rc = xerr(&c->err, QX_FAIL, "cannot start worker threads");
-		goto out;
+	commit_started = pthread_create(&commit_th, NULL, committer, &p) == 0;
+	if (!started || !commit_started) {
+		struct err e = {0};
+		xerr(&e, QX_FAIL, "cannot start worker threads");
+		pipeline_fail(&p, &e); /* whatever did start stops; joined below */
+	} else {
+		feed(&p, src, m);
 	}
-	feed(&p, src, m);
 	pthread_mutex_lock(&p.mu);
 	p.done = true;
 	pthread_cond_broadcast(&p.work);
 	pthread_mutex_unlock(&p.mu);
 	for (int i = 0; i < started; i++)
 		pthread_join(th[i], NULL);
+	pthread_mutex_lock(&p.mu);
+	p.workers_done = true;
+	pthread_cond_broadcast(&p.staged);
+	pthread_mutex_unlock(&p.mu);
+	if (commit_started)
+		pthread_join(commit_th, NULL);
 	if (!p.failed && cli_interrupted)
 		xerr(&p.err, QX_INTR, "interrupted; no snapshot was written"), p.failed = true;
 	if (p.failed) {
@@ -257,6 +322,9 @@ out:
 	free(p.bufs);
 	free(p.pool);
 	free(p.q);
+	free(p.cq);
+	pthread_cond_destroy(&p.staged);
+	pthread_cond_destroy(&p.committed);
 	free(th);
 	pthread_mutex_destroy(&p.mu);
 	pthread_cond_destroy(&p.work);

@@ -360,6 +360,61 @@ int repo_chunk_put(struct repo *r, const struct digest *d, const void *file, siz
 	return 1;
 }
 
+int repo_chunk_stage(struct repo *r, const struct digest *d, const void *file, size_t len, struct staged_chunk *out,
+		     struct err *e)
+{
+	char rel[DIGEST_HEX_LEN + 4];
+	chunk_rel(d, rel);
+	struct stat st;
+	out->fd = -1;
+	if (fstatat(r->chunks_fd, rel, &st, 0) == 0)
+		return 0;
+	if (renameat(r->trash_fd, rel, r->chunks_fd, rel) == 0) {
+		mark_dirty(r, d->b[0]);
+		fault_point();
+		return 0;
+	}
+	snprintf(out->tmp, sizeof(out->tmp), "w-%ld-%lu", (long)getpid(), atomic_fetch_add(&r->tmp_seq, 1));
+	out->d = *d;
+	out->fd = openat(r->tmp_fd, out->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+	if (out->fd < 0)
+		return xerr_sys(e, QX_FAIL, errno, "cannot create a file in %s/tmp", r->path);
+	int rc = write_all(out->fd, file, len);
+	if (rc < 0) {
+		repo_chunk_discard(r, out);
+		return xerr_sys(e, QX_FAIL, -rc, "cannot write chunk %s into %s", rel + 3, r->path);
+	}
+	sync_file_range(out->fd, 0, 0, SYNC_FILE_RANGE_WRITE); /* start writeback now; commit waits */
+	return 1;
+}
+
+int repo_chunk_commit(struct repo *r, struct staged_chunk *s, struct err *e)
+{
+	char rel[DIGEST_HEX_LEN + 4];
+	chunk_rel(&s->d, rel);
+	int rc = fsync(s->fd) < 0 ? -errno : 0;
+	if (close(s->fd) < 0 && rc == 0)
+		rc = -errno;
+	s->fd = -1;
+	if (rc == 0 && renameat(r->tmp_fd, s->tmp, r->chunks_fd, rel) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		unlinkat(r->tmp_fd, s->tmp, 0);
+		return xerr_sys(e, QX_FAIL, -rc, "cannot write chunk %s into %s", rel + 3, r->path);
+	}
+	mark_dirty(r, s->d.b[0]);
+	fault_point();
+	return 0;
+}
+
+void repo_chunk_discard(struct repo *r, struct staged_chunk *s)
+{
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+	unlinkat(r->tmp_fd, s->tmp, 0);
+}
+
 int repo_sync_chunks(struct repo *r, struct err *e)
 {
 	for (int w = 0; w < 4; w++) {

@@ -58,6 +58,19 @@ int repo_lock_gc(struct repo *r, struct err *e);
 int repo_chunk_exists(struct repo *r, const struct digest *d);
 int repo_chunk_put(struct repo *r, const struct digest *d, const void *file, size_t len, struct err *e);
 int repo_chunk_get(struct repo *r, const struct digest *d, struct buf *out, struct err *e);
+/* The same in two steps, so a pipeline need not wait for each fsync:
+ * stage writes the file under tmp/ and starts its writeback (1 staged,
+ * 0 already present); commit fsyncs it and renames it into chunks/ —
+ * a file in chunks/ is always durable.  discard drops a staged file. */
+struct staged_chunk {
+	int fd;
+	char tmp[64];
+	struct digest d;
+};
+int repo_chunk_stage(struct repo *r, const struct digest *d, const void *file, size_t len, struct staged_chunk *out,
+		     struct err *e);
+int repo_chunk_commit(struct repo *r, struct staged_chunk *s, struct err *e);
+void repo_chunk_discard(struct repo *r, struct staged_chunk *s);
 /* fsync every chunk directory written since the last call. */
 int repo_sync_chunks(struct repo *r, struct err *e);
 
