@@ -39,15 +39,8 @@ void gac_close(struct gac *g)
 	free(g);
 }
 
-int gac_sync(struct gac *g, int timeout_ms, struct err *e)
+static int send_sync(struct gac *g, int64_t id, int64_t deadline, struct err *e)
 {
-	int64_t deadline = jsock_now_ms() + timeout_ms;
-	int64_t id = 0;
-	if (getrandom(&id, sizeof(id), 0) != sizeof(id))
-		id = jsock_now_ms();
-	id &= INT32_MAX; /* qemu-ga takes an int */
-	g->synced = false;
-	jsock_reset(g->s);
 	json_object *req = json_object_new_object(), *args = json_object_new_object();
 	json_object_object_add(args, "id", json_object_new_int64(id));
 	json_object_object_add(req, "execute", json_object_new_string("guest-sync-delimited"));
@@ -56,31 +49,50 @@ int gac_sync(struct gac *g, int timeout_ms, struct err *e)
 	if (rc == 0)
 		rc = jsock_send_json(g->s, req, deadline, e);
 	json_object_put(req);
+	return rc;
+}
+
+/* Send guest-sync-delimited with a fresh random id and read until its answer,
+ * sending it again (new id) after 0.2, 0.4, 0.8 s ... : right after a client
+ * change the agent may be backing off from the host's absence and miss the
+ * first.  Answers to the older ids are skipped: replies come in order, so
+ * once the newest id's answer is read the stream is in step. */
+int gac_sync(struct gac *g, int timeout_ms, struct err *e)
+{
+	int64_t deadline = jsock_now_ms() + timeout_ms, id = 0, wait = 200;
+	int rc = 0;
+	g->synced = false;
+	jsock_reset(g->s);
 	while (rc == 0) {
-		if ((rc = jsock_skip_to_ff(g->s, deadline, e)) < 0)
+		int64_t now = jsock_now_ms();
+		if (now >= deadline)
 			break;
-		json_object *o = NULL, *v;
-		struct err pe = {0};
-		if (jsock_recv(g->s, deadline, &o, &pe) < 0) {
-			if (jsock_now_ms() >= deadline) {
-				rc = xerr(e, QX_FAIL, "%s", pe.msg);
-				break;
+		if (getrandom(&id, sizeof(id), 0) != sizeof(id))
+			id = now;
+		id &= INT32_MAX; /* qemu-ga takes an int */
+		if ((rc = send_sync(g, id, deadline, e)) < 0)
+			break;
+		int64_t until = now + wait < deadline ? now + wait : deadline;
+		wait *= 2;
+		for (;;) {
+			struct err pe = {0};
+			if (jsock_skip_to_ff(g->s, until, &pe) < 0)
+				break; /* nothing in time: send again */
+			json_object *o = NULL, *v;
+			if (jsock_recv(g->s, until, &o, &pe) < 0)
+				continue; /* garbage after a stray 0xFF: look for the next one */
+			bool ours = json_object_object_get_ex(o, "return", &v) && json_object_is_type(v, json_type_int) &&
+				    json_object_get_int64(v) == id;
+			json_object_put(o);
+			if (ours) {
+				g->synced = true;
+				return 0;
 			}
-			continue; /* garbage after a stray 0xFF: look for the next one */
-		}
-		bool ours = json_object_object_get_ex(o, "return", &v) && json_object_is_type(v, json_type_int) &&
-			    json_object_get_int64(v) == id;
-		json_object_put(o);
-		if (ours) {
-			g->synced = true;
-			return 0;
 		}
 	}
-	if (strstr(e->msg, "no answer in time")) {
-		e->code = 0;
-		xerr(e, QX_FAIL, "guest agent at %s did not answer guest-sync-delimited within %d ms", jsock_path(g->s),
-		     timeout_ms);
-	}
+	if (rc == 0)
+		rc = xerr(e, QX_FAIL, "guest agent at %s did not answer guest-sync-delimited within %d ms",
+			  jsock_path(g->s), timeout_ms);
 	return rc;
 }
 
