@@ -193,7 +193,21 @@ static int clear_tmp(struct repo *r, struct gc_stats *st, struct err *e)
 	while ((de = readdir(dir))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
-		if (unlinkat(r->tmp_fd, de->d_name, 0) == 0) {
+		int rc = unlinkat(r->tmp_fd, de->d_name, 0);
+		if (rc < 0 && errno == EISDIR) { /* a dead VM backup's scratch directory */
+			int dfd = openat(r->tmp_fd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			DIR *sub = dfd >= 0 ? fdopendir(dfd) : NULL;
+			struct dirent *se;
+			while (sub && (se = readdir(sub)))
+				if (strcmp(se->d_name, ".") && strcmp(se->d_name, ".."))
+					unlinkat(dfd, se->d_name, 0);
+			if (sub)
+				closedir(sub);
+			else if (dfd >= 0)
+				close(dfd);
+			rc = unlinkat(r->tmp_fd, de->d_name, AT_REMOVEDIR);
+		}
+		if (rc == 0) {
 			st->tmp_deleted++;
 			fault_point();
 		}

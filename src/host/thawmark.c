@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -78,4 +79,25 @@ char *thawmark_read(const struct thawmark *m)
 void thawmark_remove(const struct thawmark *m)
 {
 	unlink(m->path);
+}
+
+int vmlock_take(const char *qmp, struct err *e)
+{
+	char real[PATH_MAX], path[PATH_MAX + 64], hex[DIGEST_HEX_LEN + 1];
+	const char *key = realpath(qmp, real) ? real : qmp;
+	struct digest d;
+	digest_sha256(key, strlen(key), &d);
+	digest_to_hex(&d, hex);
+	const char *dir = state_dir();
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return xerr_sys(e, QX_FAIL, errno, "cannot create the state directory %s", dir);
+	snprintf(path, sizeof(path), "%s/vm-%.16s.lock", dir, hex);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return xerr_sys(e, QX_FAIL, errno, "cannot open %s", path);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		close(fd);
+		return xerr(e, QX_LOCKED, "another quiesce backup of the VM at %s is running", qmp);
+	}
+	return fd;
 }

@@ -26,4 +26,8 @@ int thawmark_write(const struct thawmark *m, const char *qga, const char *vm, st
 char *thawmark_read(const struct thawmark *m);
 void thawmark_remove(const struct thawmark *m);
 
+/* One backup per VM at a time: an flock on a file in the state directory
+ * named after the QMP socket.  Returns the fd (keep it open), or -QX_LOCKED. */
+int vmlock_take(const char *qmp, struct err *e);
+
 #endif

@@ -39,6 +39,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -67,6 +69,7 @@ struct vmb {
 	size_t n;
 	char scratch[PATH_MAX - 128], sockdir[64], sock[96];
 	bool scratch_made, nbd_started;
+	int scratch_lock; /* flock held on <scratch>/lock for the run: a dead run's dir is unlocked */
 	struct thawmark mark;
 	bool maybe_frozen, has_report;
 	/* what happened */
@@ -121,6 +124,75 @@ int vm_backup_option(struct cli *c, struct vm_backup_opts *o, int opt, const cha
 }
 
 /* ---- before freezing ---- */
+
+static bool ours(const char *name, const char *prefix)
+{
+	return name && !strncmp(name, prefix, strlen(prefix));
+}
+
+/* A run killed after it set up fleecing leaves nodes, a job, exports and an
+ * NBD server in QEMU, and scratch images on disk: remove what bears our names. */
+static void clear_leftovers(struct vmb *v)
+{
+	struct err e = {0};
+	json_object *list = NULL;
+	int found = 0;
+	if (qmpc_execute(v->q, "query-block-exports", NULL, QMP_TIMEOUT_MS, &list, &e) == 0) {
+		for (size_t i = 0; i < json_object_array_length(list); i++) {
+			const char *id = json_object_get_string(json_object_object_get(json_object_array_get_idx(list, i), "id"));
+			if (!ours(id, "quiesce-exp"))
+				continue;
+			json_object *a = json_object_new_object();
+			json_object_object_add(a, "id", json_object_new_string(id));
+			if (qmpc_execute(v->q, "block-export-del", a, QMP_TIMEOUT_MS, NULL, &e) == 0)
+				qmpc_wait_event(v->q, "BLOCK_EXPORT_DELETED", "id", id, TEARDOWN_TIMEOUT_MS, NULL, &e);
+			found++;
+		}
+		if (found)
+			qmpc_execute(v->q, "nbd-server-stop", NULL, QMP_TIMEOUT_MS, NULL, &e);
+	}
+	json_object_put(list);
+	list = NULL;
+	if (qmpc_execute(v->q, "query-block-jobs", NULL, QMP_TIMEOUT_MS, &list, &e) == 0) {
+		for (size_t i = 0; i < json_object_array_length(list); i++) {
+			const char *id = json_object_get_string(json_object_object_get(json_object_array_get_idx(list, i), "device"));
+			if (!ours(id, "quiesce-job"))
+				continue;
+			json_object *a = json_object_new_object();
+			json_object_object_add(a, "device", json_object_new_string(id));
+			json_object_object_add(a, "force", json_object_new_boolean(true));
+			if (qmpc_execute(v->q, "block-job-cancel", a, QMP_TIMEOUT_MS, NULL, &e) == 0)
+				qmpc_wait_event(v->q, "BLOCK_JOB_CANCELLED", "device", id, TEARDOWN_TIMEOUT_MS, NULL, &e);
+			found++;
+		}
+	}
+	json_object_put(list);
+	list = NULL;
+	if (qmpc_execute(v->q, "query-named-block-nodes", NULL, QMP_TIMEOUT_MS, &list, &e) == 0) {
+		for (size_t i = 0; i < json_object_array_length(list); i++) {
+			json_object *n = json_object_array_get_idx(list, i);
+			const char *node = json_object_get_string(json_object_object_get(n, "node-name"));
+			if (!ours(node, "quiesce-fleece"))
+				continue;
+			char file[PATH_MAX] = "";
+			const char *f = json_object_get_string(json_object_object_get(json_object_object_get(n, "image"), "filename"));
+			if (f)
+				snprintf(file, sizeof(file), "%s", f);
+			json_object *a = json_object_new_object();
+			json_object_object_add(a, "node-name", json_object_new_string(node));
+			if (qmpc_execute(v->q, "blockdev-del", a, QMP_TIMEOUT_MS, NULL, &e) == 0 && ours(strrchr(file, '/') ? strrchr(file, '/') + 1 : "", "quiesce-fleece")) {
+				unlink(file);
+				*strrchr(file, '/') = '\0';
+				rmdir(file); /* the run's scratch directory, once empty */
+			}
+			found++;
+		}
+	}
+	json_object_put(list);
+	if (found)
+		fprintf(stderr, "quiesce backup: removed %d leftover%s of an earlier run from QEMU\n", found,
+			found == 1 ? "" : "s");
+}
 
 static int discover_disks(struct vmb *v)
 {
@@ -263,16 +335,55 @@ static int run_cmd(char *const argv[], struct err *e)
 	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : xerr(e, QX_FAIL, "%s failed", argv[0]);
 }
 
+/* Scratch directories of runs that died (their lock is free): remove them. */
+static void sweep_scratch(const char *base, const char *prefix)
+{
+	DIR *d = opendir(base);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
+			continue;
+		char dir[PATH_MAX], path[PATH_MAX + 256];
+		snprintf(dir, sizeof(dir), "%.3800s/%s", base, de->d_name);
+		snprintf(path, sizeof(path), "%s/lock", dir);
+		int fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			close(fd); /* a live run's */
+			continue;
+		}
+		DIR *sub = opendir(dir);
+		struct dirent *se;
+		while (sub && (se = readdir(sub))) {
+			if (!strcmp(se->d_name, ".") || !strcmp(se->d_name, ".."))
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", dir, se->d_name);
+			unlink(path);
+		}
+		if (sub)
+			closedir(sub);
+		rmdir(dir);
+		if (fd >= 0)
+			close(fd);
+	}
+	if (d)
+		closedir(d);
+}
+
 static int prepare_fleecing(struct vmb *v, struct repo *r)
 {
 	struct err *e = &v->c->err;
-	if (v->o->scratch)
-		snprintf(v->scratch, sizeof(v->scratch), "%s/quiesce-XXXXXX", v->o->scratch);
-	else
-		snprintf(v->scratch, sizeof(v->scratch), "%s/tmp/vm-XXXXXX", r->path);
+	char base[PATH_MAX];
+	snprintf(base, sizeof(base), "%.4000s%s", v->o->scratch ? v->o->scratch : r->path, v->o->scratch ? "" : "/tmp");
+	sweep_scratch(base, v->o->scratch ? "quiesce-" : "vm-");
+	snprintf(v->scratch, sizeof(v->scratch), "%.3800s/%s", base, v->o->scratch ? "quiesce-XXXXXX" : "vm-XXXXXX");
 	if (!mkdtemp(v->scratch))
 		return xerr_sys(e, QX_FAIL, errno, "cannot create a scratch directory like %s", v->scratch);
 	v->scratch_made = true;
+	char lockp[PATH_MAX];
+	snprintf(lockp, sizeof(lockp), "%.4000s/lock", v->scratch);
+	v->scratch_lock = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (v->scratch_lock < 0 || flock(v->scratch_lock, LOCK_EX) < 0)
+		return xerr_sys(e, QX_FAIL, errno, "cannot lock %s", lockp);
 	char real[PATH_MAX];
 	if (realpath(v->scratch, real) && strlen(real) < sizeof(v->scratch))
 		memcpy(v->scratch, real, strlen(real) + 1); /* QEMU's working directory is not ours */
@@ -492,8 +603,15 @@ static void teardown(struct vmb *v)
 		unlink(v->sock);
 		rmdir(v->sockdir);
 	}
-	if (v->scratch_made)
+	if (v->scratch_made) {
+		char lockp[PATH_MAX];
+		snprintf(lockp, sizeof(lockp), "%.4000s/lock", v->scratch);
+		unlink(lockp);
 		rmdir(v->scratch);
+	}
+	if (v->scratch_lock >= 0)
+		close(v->scratch_lock);
+	v->scratch_lock = -1;
 }
 
 static json_object *window_json(struct vmb *v)
@@ -529,19 +647,23 @@ int vm_backup_run(struct cli *c, struct vm_backup_opts *o, const char *name, con
 		o->freeze_timeout_ms = 60000; /* hooks included: a database CHECKPOINT can take a while */
 	if (!o->agent_timeout_ms)
 		o->agent_timeout_ms = 5000;
-	struct vmb v = {.c = c, .o = o, .vm = name};
+	struct vmb v = {.c = c, .o = o, .vm = name, .scratch_lock = -1};
 	struct repo *r = NULL;
 	struct backup_disk disks[MAX_DISKS] = {0};
 	json_object *doc = NULL;
 	int rc;
+	int vmlock = -1;
 	if ((rc = cli_open_repo(c, &r)) < 0)
 		return rc;
+	if ((rc = vmlock = vmlock_take(o->qmp, &c->err)) < 0)
+		goto out;
 	if ((rc = repo_lock_writers_shared(r, &c->err)) < 0)
 		goto out;
 	if (o->qga && (rc = thawmark_init(&v.mark, o->qga, &c->err)) < 0)
 		goto out;
 	if ((rc = qmpc_connect(o->qmp, QMP_TIMEOUT_MS, &v.q, &c->err)) < 0)
 		goto out;
+	clear_leftovers(&v);
 	if ((rc = discover_disks(&v)) < 0)
 		goto out;
 	if (o->policy == POLICY_CRASH)
@@ -603,7 +725,9 @@ out:
 	gac_close(v.g);
 	qmpc_close(v.q);
 	repo_close(r);
-	return rc;
+	if (vmlock >= 0)
+		close(vmlock);
+	return rc < 0 ? rc : 0;
 }
 
 /* `quiesce thaw --qga SOCKET`: thaw a guest a dead run left frozen. */

@@ -86,7 +86,7 @@ def test_backup_of_a_writing_guest_is_consistent(guest, agent, tmp_path):
     assert meta["filesystems_frozen"] == 1 and meta["frozen_window_ms"] > 0, meta
     assert r.stderr == "", r.stderr
     assert_nothing_left(guest, repo)
-    assert not list(state.iterdir()), "the thaw marker must be gone after a confirmed thaw"
+    assert not list(state.glob("frozen-*")), "the thaw marker must be gone after a confirmed thaw"
 
     raw = tmp_path / "restored.raw"
     run(QUIESCE, "restore", "--repo", repo, doc["id"], "--to", raw)
@@ -122,3 +122,128 @@ def test_no_agent_prefer_app_backs_up_crash_consistent(guest, agent, tmp_path):
     snaps = json.loads(run(QUIESCE, "snapshots", "--repo", repo, "--json").stdout)
     assert len(snaps) == 1, "require-app must not write a snapshot"
     assert_nothing_left(guest, repo)
+
+
+SLOW_HOOK = """#!/bin/sh
+case "$1" in
+freeze) sleep 1.5; echo "before freeze" > /mnt/data/before-freeze; sync ;;
+thaw) echo "after thaw" > /mnt/data/after-thaw; sync ;;
+esac
+"""
+FAILING_HOOK = """#!/bin/sh
+[ "$1" = freeze ] && { echo "database refused to lock" >&2; exit 1; }
+exit 0
+"""
+
+
+def boot(vm, agent, tmp_path, hook_text, extra_agent_args=()):
+    hook, rc = tmp_path / "hook", tmp_path / "rc.local"
+    hook.write_text(hook_text)
+    rc.write_text(RC_LOCAL)
+    initrd = vmh.build_initrd(agent.binary, tmp_path / "initrd.gz", extra_files=[
+        "%s:/etc/qemu/fsfreeze-hook:0755" % hook, "%s:/etc/rc.local:0755" % rc])
+    args = ["-F"] + (list(extra_agent_args) if agent.name == "quiesce" else [])
+    g = vm(initrd=initrd, agent_args=args, extra_qmp=1)
+    g.agent().close()
+    return g
+
+
+def freeze_status(g):
+    conn = g.agent()
+    try:
+        return conn.cmd("guest-fsfreeze-status")["return"]
+    finally:
+        conn.close()
+
+
+def test_sigkill_inside_the_frozen_window_never_strands_the_guest(vm, agent, tmp_path):
+    """quiesce dies (SIGKILL) while the guest is frozen: quiesce-agent's
+    watchdog thaws it on its own; with qemu-ga, which has none, the next
+    quiesce run finds the marker and thaws first.  Either way the next run
+    also removes what the dead one left in QEMU, and succeeds."""
+    import signal
+    import time
+    g = boot(vm, agent, tmp_path, SLOW_HOOK, ["--freeze-timeout=3"])
+    repo, state = tmp_path / "repo", tmp_path / "state"
+    run(QUIESCE, "init", "--repo", repo)
+    env = dict(os.environ, QUIESCE_STATE_DIR=str(state))
+    p = subprocess.Popen([QUIESCE, "backup", "--repo", str(repo), "--qmp", str(g.dir / "qmp1.sock"),
+                          "--qga", str(g.agent_path), "--name", "vm1"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not (state.is_dir() and [f for f in state.iterdir() if f.name.startswith("frozen-")]):
+        assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+        time.sleep(0.01)
+    # the marker is written just before the freeze request; the hook then
+    # takes 1.5 s, after which the agent freezes — with its client dead
+    time.sleep(0.7)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    time.sleep(1.5)
+    if agent.name == "quiesce":
+        time.sleep(3)  # its watchdog (--freeze-timeout=3)
+        assert freeze_status(g) == "thawed", "quiesce-agent's watchdog should have thawed the guest"
+    else:
+        assert freeze_status(g) == "frozen", "qemu-ga has no watchdog: still frozen"
+    r = quiesce(g, repo, state, "--freeze-timeout", "30")
+    assert "leftover" in r.stderr, r.stderr
+    if agent.name == "qemu-ga":
+        assert "thawed a guest left frozen by an earlier run" in r.stderr, r.stderr
+    assert freeze_status(g) == "thawed"
+    assert_nothing_left(g, repo)
+    assert not [f for f in state.iterdir() if f.name.startswith("frozen-")]
+
+
+def test_quiesce_thaw_command(vm, agent, tmp_path):
+    if agent.name != "qemu-ga":
+        pytest.skip("the stock agent is the one that needs it")
+    g = boot(vm, agent, tmp_path, HOOK)
+    conn = g.agent()
+    assert conn.cmd("guest-fsfreeze-freeze")["return"] == 1
+    conn.close()
+    env = dict(os.environ, QUIESCE_STATE_DIR=str(tmp_path / "state"))
+    r = run(QUIESCE, "thaw", "--qga", g.agent_path, env=env)
+    assert "thawed 1 filesystem" in r.stdout, r.stdout
+    assert freeze_status(g) == "thawed"
+    r = run(QUIESCE, "thaw", "--qga", g.agent_path, env=env)
+    assert "not frozen" in r.stdout
+
+
+def test_failing_hook(vm, agent, tmp_path):
+    """A freeze hook that fails: the agent refuses the freeze; prefer-app
+    goes on crash-consistent and says why, require-app exits 9 and writes no
+    snapshot; the guest is never left frozen."""
+    g = boot(vm, agent, tmp_path, FAILING_HOOK)
+    repo, state = tmp_path / "repo", tmp_path / "state"
+    run(QUIESCE, "init", "--repo", repo)
+    r = quiesce(g, repo, state)
+    meta = json.loads(r.stdout)["metadata"]
+    assert meta["consistency"] == "crash" and "could not be frozen" in meta["consistency_reason"], meta
+    assert "only crash-consistent" in r.stderr
+    r = quiesce(g, repo, state, "--consistency", "require-app", check=False)
+    assert r.returncode == 9, (r.returncode, r.stderr)
+    assert len(json.loads(run(QUIESCE, "snapshots", "--repo", repo, "--json").stdout)) == 1
+    assert freeze_status(g) == "thawed"
+    assert_nothing_left(g, repo)
+
+
+def test_bad_input_leaves_the_guest_untouched(vm, agent, tmp_path):
+    if agent.name != "quiesce":
+        pytest.skip("agent-independent")
+    g = boot(vm, agent, tmp_path, HOOK)
+    repo, state = tmp_path / "repo", tmp_path / "state"
+    run(QUIESCE, "init", "--repo", repo)
+    r = quiesce(g, repo, state, "--mountpoint", "/no/such/mount", check=False)
+    assert r.returncode == 2 and "no filesystem mounted at /no/such/mount" in r.stderr, r.stderr
+    env = dict(os.environ, QUIESCE_STATE_DIR=str(state))
+    r = run(QUIESCE, "backup", "--repo", repo, "--qmp", tmp_path / "dead.sock", "--qga", g.agent_path,
+            "--name", "vm1", env=env, check=False)
+    assert r.returncode == 4 and "dead.sock" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+    r = run(QUIESCE, "backup", "--repo", repo, "--qmp", g.dir / "qmp1.sock", env=env, check=False)
+    assert r.returncode == 2 and "--name" in r.stderr
+    assert json.loads(run(QUIESCE, "snapshots", "--repo", repo, "--json").stdout) == []
+    assert freeze_status(g) == "thawed"
+    assert_nothing_left(g, repo)
+    # and the mountpoint that exists works, freezing only it
+    r = quiesce(g, repo, state, "--mountpoint", "/mnt/data")
+    assert json.loads(r.stdout)["metadata"]["mountpoints"] == ["/mnt/data"]
