@@ -247,3 +247,109 @@ def test_bad_input_leaves_the_guest_untouched(vm, agent, tmp_path):
     # and the mountpoint that exists works, freezing only it
     r = quiesce(g, repo, state, "--mountpoint", "/mnt/data")
     assert json.loads(r.stdout)["metadata"]["mountpoints"] == ["/mnt/data"]
+
+
+def test_qmp_transaction_failure_thaws_and_cleans_up(vm, agent, tmp_path):
+    """Another copy-before-write job already on the disk (QEMU 7.2 allows one
+    per node) makes our transaction fail inside the frozen window: the guest
+    is thawed at once, nothing of ours stays in QEMU, no snapshot."""
+    if agent.name != "quiesce":
+        pytest.skip("agent-independent")
+    g = boot(vm, agent, tmp_path, HOOK)
+    other = tmp_path / "other-fleece.qcow2"
+    run("qemu-img", "create", "-q", "-f", "qcow2", other, "1G")
+    g.qmp("blockdev-add", driver="qcow2", **{"node-name": "other-fleece", "backing": "data0",
+                                             "file": {"driver": "file", "filename": str(other)}})
+    g.qmp("blockdev-backup", device="data0", target="other-fleece", sync="none",
+          **{"job-id": "other-job"})
+    try:
+        repo, state = tmp_path / "repo", tmp_path / "state"
+        run(QUIESCE, "init", "--repo", repo)
+        r = quiesce(g, repo, state, check=False)
+        assert r.returncode == 1 and "transaction" in r.stderr, (r.returncode, r.stderr)
+        assert len(r.stderr.splitlines()) == 1, r.stderr
+        assert freeze_status(g) == "thawed"
+        assert [j["device"] for j in g.qmp("query-block-jobs")] == ["other-job"], "only theirs is left"
+        nodes = [n["node-name"] for n in g.qmp("query-named-block-nodes")]
+        assert not [n for n in nodes if n.startswith("quiesce-")], nodes
+        assert g.qmp("query-block-exports") == []
+        assert json.loads(run(QUIESCE, "snapshots", "--repo", repo, "--json").stdout) == []
+        assert not list(state.glob("frozen-*"))
+    finally:
+        g.qmp("block-job-cancel", device="other-job")
+        g.wait_event("BLOCK_JOB_CANCELLED", timeout=30)
+        g.qmp("blockdev-del", **{"node-name": "other-fleece"})
+
+
+BIG_WRITER = """#!/bin/sh
+dd if=/dev/urandom of=/mnt/data/big bs=1M count=48 2>/dev/null; sync
+"""
+
+
+def test_repository_full_mid_read(vm, agent, tmp_path):
+    """The repository's filesystem fills up while the views are read (the
+    guest is long thawed by then): exit 6, one line, no snapshot, QEMU
+    cleaned up, and the repository still verifies."""
+    if agent.name != "quiesce":
+        pytest.skip("agent-independent")
+    hook, rc = tmp_path / "hook", tmp_path / "rc.local"
+    hook.write_text(HOOK)
+    rc.write_text(BIG_WRITER)
+    initrd = vmh.build_initrd(agent.binary, tmp_path / "initrd.gz", extra_files=[
+        "%s:/etc/qemu/fsfreeze-hook:0755" % hook, "%s:/etc/rc.local:0755" % rc])
+    g = vm(initrd=initrd, agent_args=["-F"], extra_qmp=1)
+    g.agent().close()
+    img, mnt = tmp_path / "small.img", tmp_path / "small"
+    run("truncate", "-s", "24M", img)
+    run("mkfs.ext4", "-q", "-F", img)
+    mnt.mkdir()
+    run("mount", "-o", "loop", img, mnt)
+    try:
+        repo, state = mnt / "repo", tmp_path / "state"
+        run(QUIESCE, "init", "--repo", repo)
+        r = quiesce(g, repo, state, "--scratch-dir", tmp_path, check=False)
+        assert r.returncode == 6, (r.returncode, r.stderr)
+        assert len(r.stderr.splitlines()) == 1 and "No space left" in r.stderr, r.stderr
+        assert json.loads(run(QUIESCE, "snapshots", "--repo", repo, "--json").stdout) == []
+        assert freeze_status(g) == "thawed"
+        assert g.qmp("query-block-jobs") == [] and g.qmp("query-block-exports") == []
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith("quiesce-")], "scratch left"
+        assert run(QUIESCE, "verify", "--repo", repo).returncode == 0
+        run(QUIESCE, "gc", "--repo", repo)
+    finally:
+        run("umount", mnt, check=False)
+
+
+def test_two_disks_one_snapshot(vm, agent, tmp_path):
+    """Two disks, one transaction: the snapshot holds both, each restores
+    to exactly its image (the guest does not touch the second)."""
+    if agent.name != "quiesce":
+        pytest.skip("agent-independent")
+    second = tmp_path / "second.qcow2"
+    content = tmp_path / "second.raw"
+    with open(content, "wb") as f:
+        f.write(os.urandom(3 << 20) + bytes(5 << 20) + b"end of second disk")
+        f.truncate(64 << 20)
+    run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", content, second)
+    hook, rc = tmp_path / "hook", tmp_path / "rc.local"
+    hook.write_text(HOOK)
+    rc.write_text(RC_LOCAL)
+    initrd = vmh.build_initrd(agent.binary, tmp_path / "initrd.gz", extra_files=[
+        "%s:/etc/qemu/fsfreeze-hook:0755" % hook, "%s:/etc/rc.local:0755" % rc])
+    g = vm(initrd=initrd, agent_args=["-F"], extra_qmp=1, extra_qemu_args=[
+        "-blockdev", "driver=file,filename=%s,node-name=data1-file" % second,
+        "-blockdev", "driver=qcow2,file=data1-file,node-name=data1",
+        "-device", "virtio-blk-pci,drive=data1,id=vblk1"])
+    g.agent().close()
+    repo, state = tmp_path / "repo", tmp_path / "state"
+    run(QUIESCE, "init", "--repo", repo)
+    doc = json.loads(quiesce(g, repo, state).stdout)
+    assert [d["size"] for d in doc["disks"]] == [1 << 30, 64 << 20], doc["disks"]
+    assert doc["metadata"]["consistency"] == "application"
+    out = tmp_path / "disk1.raw"
+    run(QUIESCE, "restore", "--repo", repo, doc["id"], "--disk", "1", "--to", out)
+    assert run("cmp", content, out, check=False).returncode == 0
+    raw0 = tmp_path / "disk0.raw"
+    run(QUIESCE, "restore", "--repo", repo, doc["id"], "--disk", "0", "--to", raw0)
+    assert run("e2fsck", "-fn", raw0, check=False).returncode == 0
+    assert_nothing_left(g, repo)
