@@ -8,6 +8,7 @@
 
 #include "err.h"
 
+#include <getopt.h>
 #include <json-c/json.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -16,6 +17,7 @@ struct cli {
 	const char *repo; /* --repo, or $QUIESCE_REPO */
 	bool json;
 	int threads; /* worker threads; default online CPUs */
+	int stop;    /* exit code when cli_next_option says CLI_OPTS_STOP */
 	struct err err;
 };
 
@@ -28,8 +30,16 @@ enum { OPT_REPO = 1000, OPT_JSON, OPT_THREADS };
 	{"repo", required_argument, NULL, OPT_REPO}, {"json", no_argument, NULL, OPT_JSON}, \
 		{"threads", required_argument, NULL, OPT_THREADS}
 
-/* Handle a shared option; 1 if it was one, 0 if not, <0 on a bad value. */
-int cli_common_option(struct cli *c, int opt, const char *arg);
+/* The next option of a subcommand (getopt_long over `opts`, long options
+ * only, plus -h).  The shared options — and the VM backup ones when `vm` is
+ * given — are handled here, and --help prints `usage`.  Returns the code of
+ * an option for the subcommand to handle; CLI_OPTS_END after the last; or
+ * CLI_OPTS_STOP when the subcommand must return c->stop (0 after --help, 2
+ * after a bad option, with c->err saying what). */
+enum { CLI_OPTS_END = -1, CLI_OPTS_STOP = -2 };
+struct vm_backup_opts;
+int cli_next_option(struct cli *c, int argc, char **argv, const struct option *opts, struct vm_backup_opts *vm,
+		    const char *usage);
 /* Open the repository named by --repo (after checking it is set). */
 struct repo;
 int cli_open_repo(struct cli *c, struct repo **r);

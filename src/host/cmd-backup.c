@@ -456,12 +456,7 @@ int cmd_backup_main(int argc, char **argv, struct cli *c)
 	struct vm_backup_opts vm = {0};
 	json_object *meta = json_object_new_object();
 	int opt, rc;
-	while ((opt = getopt_long(argc, argv, "i:n:m:t:h", opts, NULL)) != -1) {
-		if ((rc = cli_common_option(c, opt, optarg)) != 0 || (rc = vm_backup_option(c, &vm, opt, optarg)) != 0) {
-			if (rc < 0)
-				goto out_meta;
-			continue;
-		}
+	while ((opt = cli_next_option(c, argc, argv, opts, &vm, usage)) >= 0) {
 		switch (opt) {
 		case 'i':
 			if (nimages == MAX_DISKS) {
@@ -487,14 +482,14 @@ int cmd_backup_main(int argc, char **argv, struct cli *c)
 		case 't':
 			when_arg = optarg;
 			break;
-		case 'h':
-			puts(usage);
-			json_object_put(meta);
-			return 0;
 		default:
 			rc = cli_usage(c, "%s", usage);
 			goto out_meta;
 		}
+	}
+	if (opt == CLI_OPTS_STOP) {
+		json_object_put(meta);
+		return c->stop;
 	}
 	if (optind < argc) {
 		rc = cli_usage(c, "unexpected argument '%s'\n%s", argv[optind], usage);

@@ -34,20 +34,12 @@ int cmd_init_main(int argc, char **argv, struct cli *c)
 	const char *usage = "usage: quiesce init --repo DIR [--chunk-size BYTES|NK|NM] [--json]";
 	uint32_t cs = REPO_DEFAULT_CHUNK_SIZE;
 	int opt, rc;
-	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if ((rc = cli_common_option(c, opt, optarg)) != 0) {
-			if (rc < 0)
-				return -rc;
-			continue;
-		}
-		if (opt == 's' && parse_size(optarg, &cs) == 0)
-			continue;
-		if (opt == 'h') {
-			puts(usage);
-			return 0;
-		}
-		return -cli_usage(c, opt == 's' ? "bad --chunk-size '%s'" : "%s", opt == 's' ? optarg : usage);
+	while ((opt = cli_next_option(c, argc, argv, opts, NULL, usage)) >= 0) {
+		if (opt != 's' || parse_size(optarg, &cs) < 0)
+			return -cli_usage(c, opt == 's' ? "bad --chunk-size '%s'" : "%s", opt == 's' ? optarg : usage);
 	}
+	if (opt == CLI_OPTS_STOP)
+		return c->stop;
 	if (optind < argc)
 		return -cli_usage(c, "%s", usage);
 	if (!c->repo)
@@ -76,22 +68,13 @@ int cmd_snapshots_main(int argc, char **argv, struct cli *c)
 	const char *usage = "usage: quiesce snapshots --repo DIR [--name NAME] [--json]";
 	const char *name = NULL;
 	int opt, rc;
-	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if ((rc = cli_common_option(c, opt, optarg)) != 0) {
-			if (rc < 0)
-				return -rc;
-			continue;
-		}
-		if (opt == 'n') {
-			name = optarg;
-			continue;
-		}
-		if (opt == 'h') {
-			puts(usage);
-			return 0;
-		}
-		return -cli_usage(c, "%s", usage);
+	while ((opt = cli_next_option(c, argc, argv, opts, NULL, usage)) >= 0) {
+		if (opt != 'n')
+			return -cli_usage(c, "%s", usage);
+		name = optarg;
 	}
+	if (opt == CLI_OPTS_STOP)
+		return c->stop;
 	if (optind < argc)
 		return -cli_usage(c, "%s", usage);
 	struct repo *r;

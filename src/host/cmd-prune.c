@@ -64,12 +64,7 @@ int cmd_prune_main(int argc, char **argv, struct cli *c)
 	const char *only = NULL;
 	bool dry = false;
 	int opt, rc;
-	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if ((rc = cli_common_option(c, opt, optarg)) != 0) {
-			if (rc < 0)
-				return -rc;
-			continue;
-		}
+	while ((opt = cli_next_option(c, argc, argv, opts, NULL, prune_usage)) >= 0) {
 		long *slot = opt == 'l' ? &k.last : opt == 'd' ? &k.daily : opt == 'w' ? &k.weekly
 			     : opt == 'm' ? &k.monthly : NULL;
 		if (slot) {
@@ -88,13 +83,12 @@ int cmd_prune_main(int argc, char **argv, struct cli *c)
 		case 'N':
 			dry = true;
 			break;
-		case 'h':
-			puts(prune_usage);
-			return 0;
 		default:
 			return -cli_usage(c, "%s", prune_usage);
 		}
 	}
+	if (opt == CLI_OPTS_STOP)
+		return c->stop;
 	if (optind < argc)
 		return -cli_usage(c, "unexpected argument '%s'\n%s", argv[optind], prune_usage);
 	if (!keep_rules_any(&k))
@@ -206,21 +200,12 @@ out:
 int cmd_gc_main(int argc, char **argv, struct cli *c)
 {
 	static const struct option opts[] = {CLI_COMMON_OPTIONS, {"help", no_argument, NULL, 'h'}, {0}};
+	const char *usage = "usage: quiesce gc --repo DIR [--json]";
 	int opt, rc;
-	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if ((rc = cli_common_option(c, opt, optarg)) != 0) {
-			if (rc < 0)
-				return -rc;
-			continue;
-		}
-		if (opt == 'h') {
-			puts("usage: quiesce gc --repo DIR [--json]");
-			return 0;
-		}
-		return -cli_usage(c, "usage: quiesce gc --repo DIR [--json]");
-	}
+	if ((opt = cli_next_option(c, argc, argv, opts, NULL, usage)) != CLI_OPTS_END)
+		return opt == CLI_OPTS_STOP ? c->stop : -cli_usage(c, "%s", usage);
 	if (optind < argc)
-		return -cli_usage(c, "usage: quiesce gc --repo DIR [--json]");
+		return -cli_usage(c, "%s", usage);
 	struct repo *r = NULL;
 	struct gc_stats st;
 	if ((rc = cli_open_repo(c, &r)) == 0 && (rc = repo_lock_gc(r, &c->err)) == 0 &&

@@ -130,12 +130,7 @@ int cmd_restore_main(int argc, char **argv, struct cli *c)
 	bool force = false;
 	enum target_format fmt = TARGET_RAW;
 	int opt, rc;
-	while ((opt = getopt_long(argc, argv, "o:d:f:Fh", opts, NULL)) != -1) {
-		if ((rc = cli_common_option(c, opt, optarg)) != 0) {
-			if (rc < 0)
-				return -rc;
-			continue;
-		}
+	while ((opt = cli_next_option(c, argc, argv, opts, NULL, usage)) >= 0) {
 		char *end;
 		switch (opt) {
 		case 'o':
@@ -157,13 +152,12 @@ int cmd_restore_main(int argc, char **argv, struct cli *c)
 		case 'F':
 			force = true;
 			break;
-		case 'h':
-			puts(usage);
-			return 0;
 		default:
 			return -cli_usage(c, "%s", usage);
 		}
 	}
+	if (opt == CLI_OPTS_STOP)
+		return c->stop;
 	if (optind != argc - 1 || !to)
 		return -cli_usage(c, "restore needs one SNAPSHOT and --to PATH\n%s", usage);
 

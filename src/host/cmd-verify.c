@@ -83,18 +83,8 @@ int cmd_verify_main(int argc, char **argv, struct cli *c)
 {
 	static const struct option opts[] = {CLI_COMMON_OPTIONS, {"help", no_argument, NULL, 'h'}, {0}};
 	int opt, rc;
-	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if ((rc = cli_common_option(c, opt, optarg)) != 0) {
-			if (rc < 0)
-				return -rc;
-			continue;
-		}
-		if (opt == 'h') {
-			puts(usage);
-			return 0;
-		}
-		return -cli_usage(c, "%s", usage);
-	}
+	if ((opt = cli_next_option(c, argc, argv, opts, NULL, usage)) != CLI_OPTS_END)
+		return opt == CLI_OPTS_STOP ? c->stop : -cli_usage(c, "%s", usage);
 	if (argc - optind > 1)
 		return -cli_usage(c, "%s", usage);
 

@@ -4,6 +4,7 @@
  * its own file; this file owns what they share: option defaults, signals,
  * the one-line error report and the exit code (docs/repository.md).
  */
+#include "backup.h"
 #include "cli.h"
 #include "fault.h"
 #include "repo.h"
@@ -35,7 +36,7 @@ int cli_usage(struct cli *c, const char *fmt, ...)
 	return -QX_USAGE;
 }
 
-int cli_common_option(struct cli *c, int opt, const char *arg)
+static int common_option(struct cli *c, int opt, const char *arg)
 {
 	switch (opt) {
 	case OPT_REPO:
@@ -55,6 +56,33 @@ int cli_common_option(struct cli *c, int opt, const char *arg)
 	default:
 		return 0;
 	}
+}
+
+int cli_next_option(struct cli *c, int argc, char **argv, const struct option *opts, struct vm_backup_opts *vm,
+		    const char *usage)
+{
+	opterr = 0; /* our one-line errors, not getopt's */
+	int opt = getopt_long(argc, argv, ":h", opts, NULL);
+	if (opt == -1)
+		return CLI_OPTS_END;
+	int rc;
+	if (opt == 'h') {
+		puts(usage);
+		c->stop = 0;
+		return CLI_OPTS_STOP;
+	}
+	if (opt == '?' || opt == ':') {
+		cli_usage(c, "%s '%s'\n%s", opt == ':' ? "missing value for" : "unknown option", argv[optind - 1], usage);
+		c->stop = QX_USAGE;
+		return CLI_OPTS_STOP;
+	}
+	if ((rc = common_option(c, opt, optarg)) == 0 && vm)
+		rc = vm_backup_option(c, vm, opt, optarg);
+	if (rc < 0) {
+		c->stop = QX_USAGE;
+		return CLI_OPTS_STOP;
+	}
+	return rc ? cli_next_option(c, argc, argv, opts, vm, usage) : opt;
 }
 
 int cli_open_repo(struct cli *c, struct repo **r)

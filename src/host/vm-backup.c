@@ -738,18 +738,8 @@ int cmd_thaw_main(int argc, char **argv, struct cli *c)
 	const char *usage = "usage: quiesce thaw --qga AGENT_SOCKET [--agent-timeout SECONDS] [--json]";
 	struct vm_backup_opts o = {0};
 	int opt, rc;
-	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if ((rc = cli_common_option(c, opt, optarg)) != 0 || (rc = vm_backup_option(c, &o, opt, optarg)) != 0) {
-			if (rc < 0)
-				return -rc;
-			continue;
-		}
-		if (opt == 'h') {
-			puts(usage);
-			return 0;
-		}
-		return -cli_usage(c, "%s", usage);
-	}
+	if ((opt = cli_next_option(c, argc, argv, opts, &o, usage)) != CLI_OPTS_END)
+		return opt == CLI_OPTS_STOP ? c->stop : -cli_usage(c, "%s", usage);
 	if (optind < argc || !o.qga)
 		return -cli_usage(c, "%s", usage);
 	int timeout = o.agent_timeout_ms ? o.agent_timeout_ms : 5000;

@@ -43,12 +43,7 @@ def db():
         server = Server(datadir=Path(fs.path) / "data")
         server.sql("CREATE TABLE t.m (id INT PRIMARY KEY, v VARCHAR(64), KEY (v)) ENGINE=MyISAM;"
                    "INSERT INTO t.m VALUES (1,'a'),(2,'b'),(3,'c')")
-        # the hook setup an admin would have: dispatcher + enabled mariadb hook
-        etc = work / "etc-qemu"
-        (etc / "fsfreeze-hook.d").mkdir(parents=True)
-        shutil.copy(TOP / "hooks" / "fsfreeze-hook", etc / "fsfreeze-hook")
-        os.symlink(TOP / "hooks" / "fsfreeze-hook.d" / "10-mariadb",
-                   etc / "fsfreeze-hook.d" / "10-mariadb")
+        etc = sandbox.install_hooks(work, "10-mariadb")
         yield work, fs, server, etc
     finally:
         fs.thaw()

@@ -63,11 +63,7 @@ def pg():
         r = as_postgres("pgbench", "-i", "-s", "5", "-q", "-h", cluster.run, "-p", cluster.port,
                         "postgres", timeout=300)
         assert r.returncode == 0, r.stderr
-        etc = work / "etc-qemu"
-        (etc / "fsfreeze-hook.d").mkdir(parents=True)
-        shutil.copy(TOP / "hooks" / "fsfreeze-hook", etc / "fsfreeze-hook")
-        os.symlink(TOP / "hooks" / "fsfreeze-hook.d" / "20-postgresql",
-                   etc / "fsfreeze-hook.d" / "20-postgresql")
+        etc = sandbox.install_hooks(work, "20-postgresql")
         yield work, fs, cluster, etc
     finally:
         fs.thaw()

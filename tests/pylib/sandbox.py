@@ -13,6 +13,7 @@ ever freeze loop-mounted filesystems they created:
 """
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -162,3 +163,16 @@ while True:
     def stop(self):
         self.proc.kill()
         self.proc.wait()
+
+
+def install_hooks(workdir, *app_hooks):
+    """The hook setup an admin would have: the dispatcher (hooks/fsfreeze-hook)
+    in <workdir>/etc-qemu and the named application hooks from
+    hooks/fsfreeze-hook.d enabled beside it.  Returns the etc-qemu path."""
+    top = Path(__file__).resolve().parents[2]
+    etc = Path(workdir) / "etc-qemu"
+    (etc / "fsfreeze-hook.d").mkdir(parents=True)
+    shutil.copy(top / "hooks" / "fsfreeze-hook", etc / "fsfreeze-hook")
+    for name in app_hooks:
+        os.symlink(top / "hooks" / "fsfreeze-hook.d" / name, etc / "fsfreeze-hook.d" / name)
+    return etc
