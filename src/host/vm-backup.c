@@ -410,11 +410,27 @@ static int prepare_fleecing(struct vmb *v, struct repo *r)
 	}
 	if (rc < 0)
 		return rc;
-	/* a unix socket path must fit in 108 bytes, which a scratch path may not */
-	strcpy(v->sockdir, "/tmp/quiesce-nbd-XXXXXX");
-	if (!mkdtemp(v->sockdir))
-		return xerr_sys(e, QX_FAIL, errno, "cannot create a directory for the NBD socket");
-	snprintf(v->sock, sizeof(v->sock), "%s/nbd.sock", v->sockdir);
+	/* A unix socket path must fit in 108 bytes: in the scratch directory if
+	 * it fits, else in a directory of its own under /tmp (empty ones left by
+	 * killed runs are removed here; a live run's holds its socket). */
+	if (strlen(v->scratch) + strlen("/nbd.sock") < sizeof(v->sock)) {
+		snprintf(v->sock, sizeof(v->sock), "%.80s/nbd.sock", v->scratch);
+	} else {
+		DIR *t = opendir("/tmp");
+		struct dirent *de;
+		while (t && (de = readdir(t))) {
+			char old[300];
+			snprintf(old, sizeof(old), "/tmp/%s", de->d_name);
+			if (!strncmp(de->d_name, "quiesce-nbd-", 12))
+				rmdir(old);
+		}
+		if (t)
+			closedir(t);
+		strcpy(v->sockdir, "/tmp/quiesce-nbd-XXXXXX");
+		if (!mkdtemp(v->sockdir))
+			return xerr_sys(e, QX_FAIL, errno, "cannot create a directory for the NBD socket");
+		snprintf(v->sock, sizeof(v->sock), "%s/nbd.sock", v->sockdir);
+	}
 	json_object *a = json_object_new_object(), *addr = json_object_new_object(), *data = json_object_new_object();
 	json_object_object_add(data, "path", json_object_new_string(v->sock));
 	json_object_object_add(addr, "type", json_object_new_string("unix"));
@@ -599,10 +615,10 @@ static void teardown(struct vmb *v)
 	for (size_t i = 0; i < v->n; i++)
 		if (v->d[i].created)
 			unlink(v->d[i].scratch);
-	if (v->sockdir[0]) {
+	if (v->sock[0])
 		unlink(v->sock);
+	if (v->sockdir[0])
 		rmdir(v->sockdir);
-	}
 	if (v->scratch_made) {
 		char lockp[PATH_MAX];
 		snprintf(lockp, sizeof(lockp), "%.4000s/lock", v->scratch);
