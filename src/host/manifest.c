@@ -168,12 +168,13 @@ int manifest_parse(const char *data, size_t len, struct manifest *m, struct err 
 	size_t plen = strlen(HEADER_PREFIX);
 	if (!nl || (size_t)(nl - data) < plen || memcmp(data, HEADER_PREFIX, plen) != 0)
 		return err_set(e, -EINVAL, "no manifest header");
-	/* "<version> <hex>" */
-	const char *p = data + plen;
-	char *end;
-	errno = 0;
-	unsigned long v = strtoul(p, &end, 10);
-	if (end == p || *end != ' ' || errno)
+	/* "<version> <hex>", parsed by hand: the bytes are not NUL-terminated,
+	 * and strtoul would skip a newline and read on past it */
+	const char *p = data + plen, *end = p;
+	unsigned long v = 0;
+	while (end < nl && *end >= '0' && *end <= '9' && end - p < 6)
+		v = v * 10 + (unsigned long)(*end++ - '0');
+	if (end == p || end >= nl || *end != ' ')
 		return err_set(e, -EINVAL, "bad manifest header");
 	if (v != MANIFEST_VERSION)
 		return err_set(e, -EPROTO, "manifest format version %lu (this quiesce reads %d)", v,

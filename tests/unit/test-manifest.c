@@ -65,12 +65,9 @@ int main(void)
 	ok(manifest_parse(b.data, body - 1, &r, &e) < 0, "truncated to the header: refused (%s)", e.msg);
 
 	/* a valid checksum over a body with the wrong chunk count */
-	free(m.disks[0].chunks);
 	m.disks[0].size = 10u << 20; /* needs 10 chunks, lists 4 */
 	struct buf b2 = BUF_INIT;
 	manifest_serialize(&m, &b2, &e);
-	m.disks[0].size = 1; /* keep manifest_free happy: one chunk */
-	m.disks[0].chunks = NULL;
 	ok(parse(&b2, &r, &e) < 0 && strstr(e.msg, "chunks listed"), "chunk count checked: %s", e.msg);
 	buf_free(&b2);
 	ok(!manifest_id_valid("../x") && !manifest_id_valid(".hidden") && !manifest_id_valid("") &&

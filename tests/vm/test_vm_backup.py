@@ -353,3 +353,155 @@ def test_two_disks_one_snapshot(vm, agent, tmp_path):
     run(QUIESCE, "restore", "--repo", repo, doc["id"], "--disk", "0", "--to", raw0)
     assert run("e2fsck", "-fn", raw0, check=False).returncode == 0
     assert_nothing_left(g, repo)
+
+
+def big_disk(tmp_path, mb=200):
+    """A qcow2 base image: ext4 holding `mb` MB of random data, so reading
+    the backup takes long enough to interrupt."""
+    src = tmp_path / "fill"
+    src.mkdir()
+    with open(src / "random.bin", "wb") as f:
+        f.write(os.urandom(mb << 20))
+    raw, qcow = tmp_path / "big.raw", tmp_path / "big.qcow2"
+    run("mkfs.ext4", "-q", "-F", "-d", src, raw, "%dM" % (mb + 64))
+    run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, qcow)
+    raw.unlink()
+    (src / "random.bin").unlink()
+    return qcow
+
+
+def start_backup(g, repo, state, *extra):
+    import subprocess as sp
+    env = dict(os.environ, QUIESCE_STATE_DIR=str(state))
+    return sp.Popen([QUIESCE, "backup", "--repo", str(repo), "--qmp", str(g.dir / "qmp1.sock"),
+                     "--qga", str(g.agent_path), "--name", "vm1", *map(str, extra)], env=env,
+                    stdout=sp.PIPE, stderr=sp.PIPE, text=True)
+
+
+def wait_reading(g, p, state, timeout=60):
+    """Until quiesce has thawed (marker gone) and its export exists: it is reading."""
+    import time
+    deadline = time.monotonic() + timeout
+    seen_marker = False
+    while time.monotonic() < deadline and p.poll() is None:
+        marker = list(state.glob("frozen-*")) if state.is_dir() else []
+        seen_marker = seen_marker or bool(marker)
+        if seen_marker and not marker and g.qmp("query-block-exports"):
+            return
+        time.sleep(0.005)
+    raise AssertionError("quiesce never reached its read phase: %s" % (p.communicate(),))
+
+
+def test_nbd_export_dies_mid_read(vm, agent, tmp_path):
+    """The export quiesce reads is removed under it (hard): a clear error,
+    exit 4, no snapshot, the rest torn down, the repository consistent."""
+    if agent.name != "quiesce":
+        pytest.skip("agent-independent")
+    hook = tmp_path / "hook"
+    hook.write_text(HOOK)
+    initrd = vmh.build_initrd(agent.binary, tmp_path / "initrd.gz",
+                              extra_files=["%s:/etc/qemu/fsfreeze-hook:0755" % hook])
+    g = vm(initrd=initrd, agent_args=["-F"], extra_qmp=1, disk=big_disk(tmp_path))
+    g.agent().close()
+    repo, state = tmp_path / "repo", tmp_path / "state"
+    run(QUIESCE, "init", "--repo", repo)
+    p = start_backup(g, repo, state, "--threads", "1")
+    wait_reading(g, p, state)
+    g.qmp("block-export-del", id="quiesce-exp0", mode="hard")
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 4 and "cannot read" in err, (p.returncode, err)
+    assert len(err.splitlines()) == 1, err
+    assert json.loads(run(QUIESCE, "snapshots", "--repo", repo, "--json").stdout) == []
+    assert freeze_status(g) == "thawed"
+    assert_nothing_left(g, repo)
+    assert run(QUIESCE, "verify", "--repo", repo).returncode == 0
+
+
+def test_sigterm_while_reading_and_while_frozen(vm, agent, tmp_path):
+    """SIGTERM in the read phase: exit 130, no snapshot, all torn down.
+    SIGTERM while the freeze is under way: the guest is thawed before
+    quiesce exits 130."""
+    import signal
+    import time
+    if agent.name != "quiesce":
+        pytest.skip("agent-independent")
+    hook = tmp_path / "hook"
+    hook.write_text(SLOW_HOOK)
+    initrd = vmh.build_initrd(agent.binary, tmp_path / "initrd.gz",
+                              extra_files=["%s:/etc/qemu/fsfreeze-hook:0755" % hook])
+    g = vm(initrd=initrd, agent_args=["-F"], extra_qmp=1, disk=big_disk(tmp_path))
+    g.agent().close()
+    repo, state = tmp_path / "repo", tmp_path / "state"
+    run(QUIESCE, "init", "--repo", repo)
+
+    p = start_backup(g, repo, state, "--threads", "1")
+    wait_reading(g, p, state)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "interrupted" in err, (p.returncode, err)
+    assert json.loads(run(QUIESCE, "snapshots", "--repo", repo, "--json").stdout) == []
+    assert_nothing_left(g, repo)
+
+    p = start_backup(g, repo, state)
+    deadline = time.monotonic() + 60
+    while not list(state.glob("frozen-*")):
+        assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+        time.sleep(0.005)
+    time.sleep(0.5)  # inside the 1.5 s freeze hook
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, (p.returncode, err)
+    assert freeze_status(g) == "thawed"
+    assert not list(state.glob("frozen-*"))
+    assert json.loads(run(QUIESCE, "snapshots", "--repo", repo, "--json").stdout) == []
+    assert_nothing_left(g, repo)
+
+
+def test_agent_that_never_answers(vm, agent, tmp_path):
+    """A guest whose agent is never up (it exits at once, over and over):
+    the connection is accepted but nothing answers.  quiesce gives up after
+    --agent-timeout and, under prefer-app, backs up crash-consistent."""
+    import time
+    if agent.name != "quiesce":
+        pytest.skip("agent-independent")
+    g = vm(agent_args=["--no-such-option"], extra_qmp=1)
+    repo, state = tmp_path / "repo", tmp_path / "state"
+    run(QUIESCE, "init", "--repo", repo)
+    t0 = time.monotonic()
+    r = quiesce(g, repo, state, "--agent-timeout", "3")
+    took = time.monotonic() - t0
+    meta = json.loads(r.stdout)["metadata"]
+    assert meta["consistency"] == "crash" and "did not answer" in meta["consistency_reason"], meta
+    assert took < 20, "bounded by --agent-timeout, not forever (%.1f s)" % took
+    assert_nothing_left(g, repo)
+
+
+def test_freeze_that_times_out(vm, agent, tmp_path):
+    """The freeze hook hangs: quiesce's freeze call times out (the guest may
+    or may not be frozen — treat it as frozen), it thaws with resync and
+    retries once the agent answers again, and goes on crash-consistent."""
+    if agent.name != "quiesce":
+        pytest.skip("needs quiesce-agent's --hook-timeout to end the hung hook")
+    hung = "#!/bin/sh\n[ \"$1\" = freeze ] && sleep 60\nexit 0\n"
+    g = boot(vm, agent, tmp_path, hung, ["--hook-timeout=4"])
+    repo, state = tmp_path / "repo", tmp_path / "state"
+    run(QUIESCE, "init", "--repo", repo)
+    r = quiesce(g, repo, state, "--freeze-timeout", "2", "--agent-timeout", "3")
+    meta = json.loads(r.stdout)["metadata"]
+    assert meta["consistency"] == "crash" and "could not be frozen" in meta["consistency_reason"], meta
+    assert freeze_status(g) == "thawed"
+    assert not list(state.glob("frozen-*"))
+    assert_nothing_left(g, repo)
+
+
+def test_vm_without_disks(vm, agent, tmp_path):
+    if agent.name != "quiesce":
+        pytest.skip("agent-independent")
+    g = vm(disk=None, extra_qmp=1)
+    g.agent().close()
+    repo, state = tmp_path / "repo", tmp_path / "state"
+    run(QUIESCE, "init", "--repo", repo)
+    r = quiesce(g, repo, state, check=False)
+    assert r.returncode == 4 and "no writable disks" in r.stderr, (r.returncode, r.stderr)
+    assert freeze_status(g) == "thawed"
+    assert not list(state.glob("frozen-*"))
