@@ -307,8 +307,11 @@ static int connect_agent(struct vmb *v)
 		/* A guest whose agent is gone may still be frozen by us: nothing to do but say so. */
 		char why[600];
 		snprintf(why, sizeof(why), "no guest agent answered at %s (%s)", v->o->qga, e.msg);
-		if (thawmark_read(&v->mark))
-			fprintf(stderr, "quiesce backup: warning: %s may still be frozen from an earlier run\n", v->vm);
+		char *was = thawmark_read(&v->mark);
+		if (was)
+			fprintf(stderr, "quiesce backup: warning: %s may still be frozen from an earlier run (%s)\n", v->vm,
+				was);
+		free(was);
 		return degrade(v, why);
 	}
 	int rc = thaw_leftover(v);

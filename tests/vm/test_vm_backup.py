@@ -378,15 +378,12 @@ def start_backup(g, repo, state, *extra):
                     stdout=sp.PIPE, stderr=sp.PIPE, text=True)
 
 
-def wait_reading(g, p, state, timeout=60):
-    """Until quiesce has thawed (marker gone) and its export exists: it is reading."""
+def wait_reading(g, p, repo, timeout=60):
+    """Until quiesce has stored its first chunk: it is reading the export."""
     import time
     deadline = time.monotonic() + timeout
-    seen_marker = False
     while time.monotonic() < deadline and p.poll() is None:
-        marker = list(state.glob("frozen-*")) if state.is_dir() else []
-        seen_marker = seen_marker or bool(marker)
-        if seen_marker and not marker and g.qmp("query-block-exports"):
+        if any(f.is_file() for f in (Path(repo) / "chunks").rglob("*")):
             return
         time.sleep(0.005)
     raise AssertionError("quiesce never reached its read phase: %s" % (p.communicate(),))
@@ -406,7 +403,7 @@ def test_nbd_export_dies_mid_read(vm, agent, tmp_path):
     repo, state = tmp_path / "repo", tmp_path / "state"
     run(QUIESCE, "init", "--repo", repo)
     p = start_backup(g, repo, state, "--threads", "1")
-    wait_reading(g, p, state)
+    wait_reading(g, p, repo)
     g.qmp("block-export-del", id="quiesce-exp0", mode="hard")
     out, err = p.communicate(timeout=120)
     assert p.returncode == 4 and "cannot read" in err, (p.returncode, err)
@@ -435,7 +432,7 @@ def test_sigterm_while_reading_and_while_frozen(vm, agent, tmp_path):
     run(QUIESCE, "init", "--repo", repo)
 
     p = start_backup(g, repo, state, "--threads", "1")
-    wait_reading(g, p, state)
+    wait_reading(g, p, repo)
     p.send_signal(signal.SIGTERM)
     out, err = p.communicate(timeout=120)
     assert p.returncode == 130 and "interrupted" in err, (p.returncode, err)
