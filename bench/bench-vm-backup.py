@@ -39,8 +39,35 @@ process, and its own stats.seconds): a full backup into a fresh repository,
 then a second, unchanged one.  MB = 10^6 bytes; "read" is what quiesce read
 over NBD (allocated, non-zero extents), "disk" is the virtual size.
 
-The virsh comparison (`virsh snapshot-create-as --disk-only --quiesce`) needs
-libvirtd; when it is not installed the comparison is skipped with a note.
+virsh: the same comparison against libvirt, `virsh snapshot-create-as DOMAIN
+NAME --disk-only --quiesce --no-metadata` (vm-harness.md section 8).  It needs
+the libvirt packages of bench/packages.txt (`apt-get install -y
+--no-install-recommends $(cat bench/packages.txt)`; libvirt-daemon-system
+creates the libvirt-qemu user libvirtd insists on, and the -sysv flavour
+keeps systemd out); without libvirtd or virsh it is skipped with a note, and
+this benchmark installs nothing.  The benchmark starts its own libvirtd by
+hand, never through an init system: as root, in a private mount namespace
+(unshare -m) where /etc/libvirt, /run/libvirt, /var/lib/libvirt,
+/var/log/libvirt and /var/cache/libvirt are bind mounts of scratch
+directories (qemu.conf: user root, no security driver, stdio_handler file;
+libvirtd.conf: no auth on its unix socket, agent commands logged at debug and
+QMP messages at info level to its own log file); it stops it by PID at the end
+(an empty /run/libvirt it had to create as mount point is removed again).  Per
+configuration one transient domain (virsh create; TCG, q35, 1 vCPU, 512 MiB)
+boots the same kernel and initramfs (the static quiesce-agent, with the same
+arguments, on the org.qemu.guest_agent.0 channel libvirt drives), with a
+qcow2 overlay on a private copy of the same data disk as vda and its serial
+console in a file.  1 warm-up round, then --runs snapshots; each timed as the
+wall time of the whole virsh process, and each followed (untimed) by
+`virsh blockcommit --active --shallow --pivot --wait` and the removal of the
+overlay, so that every round snapshots the same two-image chain.  Its window
+comes from libvirtd's log: guest-fsfreeze-freeze sent -> guest-fsfreeze-thaw
+answered (libvirt's clock, ms), split into freeze, prep (libvirt's
+blockdev-add and blockdev-create of the new overlay, done while frozen), the
+QMP transaction and thaw; a second, guest-side figure comes from the agent's
+console lines ("guest-fsfreeze called" -> "guest-fsthaw called", guest clock).
+Ratios q/v = quiesce's window / virsh's, per configuration.  The virsh rounds
+run after quiesce's, on other QEMU processes, not interleaved with them.
 
 usage: bench/bench-vm-backup.py [--runs N] [--quick] [--json]
   --runs N   measured rounds per configuration (default 20)
@@ -49,17 +76,23 @@ usage: bench/bench-vm-backup.py [--runs N] [--quick] [--json]
   --json     print the results as one JSON document instead of the table
 Environment: QUIESCE (host CLI, default build/src/host/quiesce),
 QUIESCE_AGENT_STATIC (default build-static/src/agent/quiesce-agent).
+Packages: tests/vm/packages.txt (QEMU and the guest's tools) and, for the
+virsh comparison, bench/packages.txt.
 """
 import argparse
+import datetime
 import json
 import os
+import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 top = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(top / "tests" / "vm"))
@@ -323,17 +356,368 @@ def measure_e2e(paths, work, size, fill):
 
 
 # ---------------------------------------------------------------------------
-# virsh
+# virsh: the same guest under libvirt, frozen by `virsh snapshot-create-as
+# --disk-only --quiesce` (vm-harness.md section 8)
+
+# libvirtd sees these paths bind-mounted from <work>/lv/<key> in a private
+# mount namespace, so nothing of it lands in the host's /etc, /run or /var.
+LV_DIRS = (("etc", "/etc/libvirt"), ("run", "/run/libvirt"), ("lib", "/var/lib/libvirt"),
+           ("log", "/var/log/libvirt"), ("cache", "/var/cache/libvirt"))
+LV_QEMU_CONF = """user = "root"
+group = "root"
+dynamic_ownership = 0
+security_driver = "none"
+stdio_handler = "file"
+"""
+# The agent's commands at debug level, the QMP traffic at info level (one
+# line per message sent or received), everything else warnings only.
+LV_DAEMON_CONF = """unix_sock_group = "root"
+unix_sock_ro_perms = "0700"
+unix_sock_rw_perms = "0700"
+auth_unix_ro = "none"
+auth_unix_rw = "none"
+log_filters = "1:qemu.qemu_agent 2:qemu.qemu_monitor"
+log_outputs = "1:file:/var/log/libvirt/libvirtd.log"
+"""
+LV_DOMAIN = """<domain type='qemu'><name>{name}</name><memory unit='MiB'>512</memory><vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='q35'>hvm</type>
+    <kernel>{kernel}</kernel><initrd>{initrd}</initrd>
+    <cmdline>{cmdline}</cmdline></os>
+  <features><acpi/></features>
+  <on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot><on_crash>destroy</on_crash>
+  <devices><emulator>{emulator}</emulator>
+    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
+      <source file='{disk}'/><target dev='vda' bus='virtio'/></disk>
+    <channel type='unix'><source mode='bind' path='{agent}'/>
+      <target type='virtio' name='org.qemu.guest_agent.0'/></channel>
+    <serial type='file'><source path='{console}'/><target port='0'/></serial>
+    <console type='file'><source path='{console}'/><target type='serial' port='0'/></console>
+    <memballoon model='none'/></devices></domain>
+"""
 
 
-def virsh_status():
+class Libvirtd:
+    """A libvirtd of our own: started by hand (not through an init system) as
+    root in a private mount namespace whose /etc/libvirt, /run/libvirt,
+    /var/lib/libvirt, /var/log/libvirt and /var/cache/libvirt are bind mounts
+    of directories under `root`; clients reach it on root/run/libvirt-sock.
+    stop() destroys the domains it started, ends libvirtd by its PID and kills
+    any QEMU it left, by the PIDs in its pidfiles."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self.sock = self.root / "run" / "libvirt-sock"
+        self.uri = "qemu:///system?socket=%s" % self.sock
+        self.log = self.root / "log" / "libvirtd.log"
+        self.proc = None
+        self.pid = None
+        self.domains = []
+        self.made_run_dir = False
+
+    def virsh(self, *args, timeout=120, check=True):
+        cmd = ["virsh", "-q", "-c", self.uri] + [str(a) for a in args]
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           timeout=timeout)
+        if check and r.returncode != 0:
+            raise RuntimeError("virsh %s failed (%d): %s" % (args[0], r.returncode,
+                                                             r.stderr.strip()))
+        return r
+
+    def start(self, timeout=90.0):
+        for key, _ in LV_DIRS:
+            (self.root / key).mkdir(parents=True, exist_ok=True)
+        (self.root / "etc" / "qemu.conf").write_text(LV_QEMU_CONF)
+        (self.root / "etc" / "libvirtd.conf").write_text(LV_DAEMON_CONF)
+        script = ["set -e"] + ["mount --bind %s %s" % (self.root / key, target)
+                               for key, target in LV_DIRS]
+        script.append("exec /usr/sbin/libvirtd --pid-file /run/libvirt/libvirtd.pid")
+        (self.root / "start.sh").write_text("\n".join(script) + "\n")
+        # A bind mount needs its mount point: on a host where libvirt never
+        # ran there is no /run/libvirt; make it, and remove it in stop().
+        if not os.path.isdir("/run/libvirt"):
+            os.mkdir("/run/libvirt", 0o755)
+            self.made_run_dir = True
+        with open(self.root / "libvirtd.out", "wb") as out:
+            self.proc = subprocess.Popen(
+                ["unshare", "-m", "--propagation", "private", "sh", str(self.root / "start.sh")],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True, preexec_fn=vmh._child_setup)
+        self.pid = self.proc.pid  # unshare and sh exec: this is libvirtd's PID
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError("libvirtd exited with %s: %s" % (
+                    self.proc.returncode, self.tail(self.root / "libvirtd.out")))
+            if (self.sock.exists()
+                    and self.virsh("version", timeout=60, check=False).returncode == 0):
+                return self
+            if time.monotonic() > deadline:
+                raise RuntimeError("libvirtd did not answer within %.0f s: %s"
+                                   % (timeout, self.tail(self.root / "libvirtd.out")))
+            time.sleep(0.2)
+
+    @staticmethod
+    def tail(path, n=8):
+        try:
+            return " | ".join(Path(path).read_text(errors="replace").strip().splitlines()[-n:])
+        except FileNotFoundError:
+            return "(no output)"
+
+    def qemu_pids(self):
+        pids = []
+        for f in (self.root / "run" / "qemu").glob("*.pid"):
+            try:
+                pid = int(f.read_text().strip())
+                with open("/proc/%d/cmdline" % pid, "rb") as c:
+                    if b"qemu-system" in c.read():
+                        pids.append(pid)
+            except (OSError, ValueError):
+                pass
+        return pids
+
+    def stop(self):
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                for d in self.domains:
+                    self.virsh("destroy", d, timeout=30, check=False)
+            leftover = self.qemu_pids()  # read before libvirtd goes
+            if self.proc is not None and self.proc.poll() is None:
+                os.kill(self.pid, signal.SIGTERM)
+                try:
+                    self.proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    note("libvirtd (pid %d) ignored SIGTERM; killing it" % self.pid)
+                    os.kill(self.pid, signal.SIGKILL)
+                    self.proc.wait()
+            for pid in leftover:
+                if os.path.exists("/proc/%d" % pid):
+                    note("killing QEMU pid %d left by libvirtd" % pid)
+                    os.kill(pid, signal.SIGKILL)
+        finally:
+            self.proc = None
+            if self.made_run_dir:
+                self.made_run_dir = False
+                for _ in range(50):  # the namespace goes with its last process
+                    try:
+                        os.rmdir("/run/libvirt")
+                        break
+                    except FileNotFoundError:
+                        break
+                    except OSError:
+                        time.sleep(0.1)
+
+
+def xml_escape(text):
+    return escape(str(text), {"'": "&apos;", '"': "&quot;"})
+
+
+def lv_time(line):
+    # "2026-11-23 14:04:05.347+0000: 7549: debug : ..."
+    return datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").timestamp()
+
+
+def lv_window(text):
+    """From libvirtd's log of one snapshot-create-as: (window, freeze,
+    prep, transaction, thaw) in ms, or None.  window = guest-fsfreeze-freeze
+    sent -> guest-fsfreeze-thaw answered; freeze and thaw: each agent command
+    sent -> answered; transaction: the QMP transaction sent -> answered; prep:
+    freeze answered -> transaction sent (libvirt's blockdev-add/blockdev-create
+    of the overlay, done inside the window)."""
+    lines = text.splitlines()
+    t = {}
+    txn_id = None
+    for ln in lines:
+        if "Send command '" in ln and '"guest-fsfreeze-freeze"' in ln and "fs" not in t:
+            t["fs"] = lv_time(ln)
+        elif "Send command '" in ln and '"guest-fsfreeze-thaw"' in ln and "fs" in t:
+            t["ts"] = lv_time(ln)
+        elif "Receive command reply" in ln:
+            if "fs" in t and "fr" not in t:
+                t["fr"] = lv_time(ln)
+            elif "ts" in t and "tr" not in t:
+                t["tr"] = lv_time(ln)
+        elif "QEMU_MONITOR_SEND_MSG" in ln and '"execute":"transaction"' in ln and "fr" in t:
+            t["xs"] = lv_time(ln)
+            m = re.search(r'"id":"(libvirt-\d+)"', ln)
+            txn_id = m.group(1) if m else None
+        elif ("QEMU_MONITOR_RECV_REPLY" in ln and txn_id and '"id": "%s"' % txn_id in ln
+              and "xr" not in t):
+            t["xr"] = lv_time(ln)
+    if not all(k in t for k in ("fs", "fr", "ts", "tr")):
+        return None
+    ms = lambda a, b: (t[b] - t[a]) * 1000 if a in t and b in t else float("nan")  # noqa: E731
+    return ms("fs", "tr"), ms("fs", "fr"), ms("fr", "xs"), ms("xs", "xr"), ms("ts", "tr")
+
+
+GUEST_LOG = re.compile(
+    r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}) info: guest-(fsfreeze|fsthaw) called", re.M)
+
+
+def guest_window(text):
+    """quiesce-agent's console lines for one freeze: "guest-fsfreeze called"
+    (logged as the freeze starts) -> "guest-fsthaw called" (logged once
+    thawed), on the guest's clock, ms; or None."""
+    seen = {}
+    for stamp, what in GUEST_LOG.findall(text):
+        if what not in seen:
+            seen[what] = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f").timestamp()
+    if "fsfreeze" in seen and "fsthaw" in seen:
+        return (seen["fsthaw"] - seen["fsfreeze"]) * 1000
+    return None
+
+
+def read_from(path, offset):
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read().decode(errors="replace")
+
+
+def size_of(path):
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
+
+
+def virsh_config(lv, paths, work, base, name, with_hook, runs):
+    """One transient domain (virsh create) booting this configuration's
+    initramfs with a qcow2 overlay on `base` as vda; 1 warm-up round, then
+    `runs` snapshots, each merged back (untimed) so every round starts from
+    the same one-image chain."""
+    initrd = work / ("%s-initrd.gz" % name)
+    if not initrd.exists():
+        initrd = make_initrd(work, name, with_hook)
+    d = work / ("lv-%s" % name)
+    d.mkdir()
+    disk, console, agent = d / "data.qcow2", d / "console.log", d / "qga.sock"
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, disk])
+    agentargs = "-F" if with_hook else "--fsfreeze-hook="
+    dom = "qb-%s" % name
+    (d / "dom.xml").write_text(LV_DOMAIN.format(
+        name=dom, kernel=xml_escape(paths["KERNEL"]), initrd=xml_escape(str(initrd)),
+        cmdline=xml_escape('console=ttyS0 quiet agentargs="%s"' % agentargs),
+        emulator=xml_escape(shutil.which(vmh.QEMU)), disk=xml_escape(str(disk)),
+        agent=xml_escape(str(agent)), console=xml_escape(str(console))))
+    res = {"config": name, "window": [], "freeze": [], "prep": [], "transaction": [], "thaw": [],
+           "guest_window": [], "cmd_wall_s": [], "commit_wall_s": [], "unparsed": 0}
+    t0 = time.monotonic()
+    lv.virsh("create", d / "dom.xml")
+    lv.domains.append(dom)
+    try:
+        while True:
+            r = lv.virsh("qemu-agent-command", dom, '{"execute":"guest-ping"}', "--timeout", "5",
+                         timeout=30, check=False)
+            if r.returncode == 0:
+                break
+            if time.monotonic() - t0 > vmh.BOOT_TIMEOUT:
+                raise RuntimeError("%s: agent not answering under libvirt after %.0f s: %s\n%s"
+                                   % (name, vmh.BOOT_TIMEOUT, r.stderr.strip(),
+                                      Libvirtd.tail(console)))
+            time.sleep(0.2)
+        res["boot_s"] = time.monotonic() - t0
+        note("virsh %s: domain booted in %.1f s (virsh create -> guest-ping answered)"
+             % (name, res["boot_s"]))
+        for i in range(runs + 1):
+            overlay = d / ("snap%02d.qcow2" % i)
+            log_at, con_at = size_of(lv.log), size_of(console)
+            t1 = time.perf_counter()
+            lv.virsh("snapshot-create-as", dom, "b%02d" % i, "--disk-only", "--quiesce",
+                     "--no-metadata", "--diskspec", "vda,snapshot=external,file=%s" % overlay)
+            wall = time.perf_counter() - t1
+            win = lv_window(read_from(lv.log, log_at))
+            gw = None
+            for _ in range(20):  # the serial file may trail the reply a little
+                gw = guest_window(read_from(console, con_at))
+                if gw is not None:
+                    break
+                time.sleep(0.1)
+            # Merge the new overlay back into data.qcow2 (--shallow: only into
+            # the image right below it, never further down the chain into the
+            # shared base), so that every round snapshots the same chain.
+            t2 = time.perf_counter()
+            lv.virsh("blockcommit", dom, "vda", "--active", "--shallow", "--pivot", "--wait")
+            commit = time.perf_counter() - t2
+            src = lv.virsh("domblklist", dom).stdout.split()
+            if str(disk) not in src:
+                raise RuntimeError("%s: vda is not %s after blockcommit: %r" % (name, disk, src))
+            overlay.unlink()
+            if i == 0:
+                note("virsh %s: warm-up round: window %s ms, command %.0f ms (discarded)"
+                     % (name, "%.0f" % win[0] if win else "?", wall * 1000))
+                continue
+            res["cmd_wall_s"].append(wall)
+            res["commit_wall_s"].append(commit)
+            if win is None:
+                res["unparsed"] += 1
+            else:
+                for k, v in zip(("window", "freeze", "prep", "transaction", "thaw"), win):
+                    res[k].append(v)
+            if gw is not None:
+                res["guest_window"].append(gw)
+        res["qemu_cpu_s"] = None
+        pids = lv.qemu_pids()
+        if pids:
+            with open("/proc/%d/stat" % pids[0]) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            res["qemu_cpu_s"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    finally:
+        lv.virsh("destroy", dom, timeout=30, check=False)
+        lv.domains.remove(dom)
+    note("virsh %s: %d rounds done" % (name, runs))
+    return res
+
+
+def summarize_virsh(r, q):
+    """Figures of one virsh configuration; q: quiesce's summary of the same
+    configuration (for the ratios)."""
+    w, c = r["window"], [x * 1000 for x in r["cmd_wall_s"]]
+    vm, vx = med(w), (max(w) if w else float("nan"))
+    return {"window_median_ms": vm, "window_max_ms": vx,
+            "window_min_ms": min(w) if w else float("nan"),
+            "freeze_median_ms": med(r["freeze"]), "prep_median_ms": med(r["prep"]),
+            "transaction_median_ms": med(r["transaction"]), "thaw_median_ms": med(r["thaw"]),
+            "guest_window_median_ms": med(r["guest_window"]),
+            "guest_window_max_ms": max(r["guest_window"]) if r["guest_window"] else float("nan"),
+            "cmd_median_ms": med(c), "cmd_max_ms": max(c) if c else float("nan"),
+            "commit_median_ms": med([x * 1000 for x in r["commit_wall_s"]]),
+            "ratio_quiesce_virsh_median": q["window_median_ms"] / vm if vm else float("nan"),
+            "ratio_quiesce_virsh_max": q["window_max_ms"] / vx if vx else float("nan")}
+
+
+def measure_virsh(paths, work, runs, results):
+    """The virsh comparison: {"status": ..., ...}.  "skipped: ..." when
+    libvirtd or virsh is missing, "failed: ..." when libvirt would not run
+    (the rest of the benchmark stands either way)."""
     missing = [b for b in ("libvirtd", "virsh") if not shutil.which(b)]
     if missing:
-        return ("skipped: %s not installed here (libvirt-daemon-system, libvirt-clients); "
-                "this benchmark installs nothing" % " and ".join(missing))
-    return ("skipped: libvirtd and virsh are installed, but this benchmark does not define a "
-            "libvirt domain for the guest (needs libvirtd running and a domain XML with the "
-            "agent channel); compare by hand with virsh snapshot-create-as --disk-only --quiesce")
+        return {"status": "skipped: %s not installed here (libvirt-daemon-system, "
+                          "libvirt-clients); this benchmark installs nothing"
+                          % " and ".join(missing)}
+    version = subprocess.run(["libvirtd", "--version"], stdout=subprocess.PIPE,
+                             text=True).stdout.split()[-1]
+    out = {"status": "measured", "libvirt": version, "configs": []}
+    lv = Libvirtd(work / "lv")
+    t0 = time.monotonic()
+    try:
+        lv.start()
+        out["libvirtd_start_s"] = time.monotonic() - t0
+        note("libvirtd %s (pid %d) up in %.1f s" % (version, lv.pid, out["libvirtd_start_s"]))
+        # A private copy of the harness's data disk below the domains'
+        # overlays: whatever libvirt merges, the shared cache stays untouched.
+        base = work / "lv-base.qcow2"
+        shutil.copyfile(paths["DATA_BASE"], base)
+        for q in results:
+            hook = q["config"] != "no hook"
+            r = virsh_config(lv, paths, work, base, "dispatcher" if hook else "nohook", hook, runs)
+            r["config"] = q["config"]
+            r["summary"] = summarize_virsh(r, q["summary"])
+            out["configs"].append(r)
+    except Exception as e:  # noqa: BLE001  report it; keep quiesce's figures
+        note("virsh comparison failed: %s" % e)
+        out["status"] = "failed: %s" % str(e).splitlines()[0]
+    finally:
+        lv.stop()
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -358,6 +742,42 @@ def summarize(r):
             "floor_ms": floor, "ratio_median": med(w) / floor if floor else float("nan"),
             "ratio_max": max(w) / floor if w and floor else float("nan"),
             "backup_wall_median_s": med(r["backup_wall_s"])}
+
+
+def print_virsh(virsh, results):
+    if virsh["status"] != "measured":
+        print("virsh snapshot-create-as --disk-only --quiesce: " + virsh["status"])
+        return
+    print("virsh snapshot-create-as DOMAIN NAME --disk-only --quiesce --no-metadata: the same "
+          "guests under libvirt %s (times in ms)" % virsh["libvirt"])
+    hdr = "%-22s %8s %8s %8s %8s %8s %8s | %8s | %8s %8s | %7s %7s" % (
+        "configuration", "win med", "win max", "freeze", "prep", "txn", "thaw", "guest",
+        "cmd med", "cmd max", "q/v med", "q/v max")
+    print(hdr)
+    print("-" * len(hdr))
+    for r in virsh["configs"]:
+        s = r["summary"]
+        print("%-22s %8.0f %8.0f %8.0f %8.0f %8.0f %8.0f | %8.0f | %8.0f %8.0f | %6.2fx %6.2fx" % (
+            r["config"], s["window_median_ms"], s["window_max_ms"], s["freeze_median_ms"],
+            s["prep_median_ms"], s["transaction_median_ms"], s["thaw_median_ms"],
+            s["guest_window_median_ms"], s["cmd_median_ms"], s["cmd_max_ms"],
+            s["ratio_quiesce_virsh_median"], s["ratio_quiesce_virsh_max"]))
+    print("  (win: libvirtd's own log, guest-fsfreeze-freeze sent -> guest-fsfreeze-thaw answered; "
+          "freeze/prep/txn/thaw: medians of its parts,\n   prep = libvirt's blockdev-add + "
+          "blockdev-create of the overlay between freeze reply and transaction; guest: median "
+          "of quiesce-agent's\n   console stamps, freeze started -> thawed; cmd: wall time of "
+          "the whole virsh process; q/v: quiesce's window (table above) / virsh's)")
+    qs = {q["config"]: q["summary"] for q in results}
+    for r in virsh["configs"]:
+        s = r["summary"]
+        print("  %s: window min %.0f ms; guest-side max %.0f ms; untimed blockcommit back "
+              "median %.0f ms; %d round(s) not found in the log;\n    whole `quiesce backup` "
+              "median %.2f s (includes reading the disk) vs virsh %.2f s (makes an overlay only); "
+              "domain boot "
+              "%.1f s" % (r["config"], s["window_min_ms"], s["guest_window_max_ms"],
+                          s["commit_median_ms"], r["unparsed"],
+                          qs[r["config"]]["backup_wall_median_s"], s["cmd_median_ms"] / 1000,
+                          r["boot_s"]))
 
 
 def print_table(results, e2e, virsh, args, env):
@@ -395,7 +815,7 @@ def print_table(results, e2e, virsh, args, env):
                   b["window_median_ms"] - a["window_median_ms"], a["window_median_ms"],
                   b["window_median_ms"], b["floor_agent_median_ms"] - a["floor_agent_median_ms"]))
     print()
-    print("virsh snapshot-create-as --disk-only --quiesce: " + virsh)
+    print_virsh(virsh, results)
     print()
     if e2e:
         print("end to end: %d MiB guest disk holding %.0f MB of files (dispatcher + 1 hook)" % (
@@ -436,6 +856,19 @@ def print_table(results, e2e, virsh, args, env):
           "frozen_window_ms over that floor")
     print("  - quiesce's window runs from sending guest-fsfreeze-freeze to the reply of "
           "guest-fsfreeze-status after the thaw (its own clock, whole ms)")
+    if virsh.get("status") == "measured":
+        print("  - virsh: libvirtd %s started by this benchmark (%.1f s to answer) as root in a "
+              "private mount namespace (its /etc, /run, /var/lib,\n    /var/log, /var/cache "
+              "libvirt dirs bind-mounted from the scratch dir; qemu.conf: user root, no security "
+              "driver,\n    stdio_handler file), stopped by PID afterwards; per configuration one "
+              "transient domain (TCG, q35, 1 vCPU, 512 MiB,\n    same kernel and initramfs with "
+              "the static quiesce-agent on org.qemu.guest_agent.0, serial console to a file; vda = "
+              "qcow2 overlay on\n    a copy of the same data disk); 1 warm-up + %d snapshots, each "
+              "followed (untimed) by blockcommit --active --shallow --pivot and\n    deleting the "
+              "overlay, so each round starts from the same two-image chain; run after quiesce's "
+              "rounds, not interleaved;\n    libvirtd logs the agent at debug and QMP at info "
+              "level (that logging is inside its window)" % (
+                  virsh["libvirt"], virsh["libvirtd_start_s"], args.runs))
     print("  - end to end: ext4 image built on the host with mkfs.ext4 -d (2/3 random, 1/3 text "
           "files), qcow2 base of the guest's overlay; full backup into a fresh repository, then "
           "an unchanged one")
@@ -473,8 +906,8 @@ def main():
             r["config"] = name
             r["summary"] = summarize(r)
             results.append(r)
+        virsh = measure_virsh(paths, work, args.runs, results)
         e2e = measure_e2e(paths, work, disk, fill)
-        virsh = virsh_status()
         if args.json:
             json.dump({"runs": args.runs, "quick": args.quick, "env": env, "configs": results,
                        "end_to_end": e2e, "virsh": virsh,
