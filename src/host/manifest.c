@@ -102,14 +102,16 @@ static int parse_disk(json_object *jd, size_t idx, uint32_t chunk_size, struct m
 	uint64_t size;
 	if (!name || !source || get_u64(jd, "size", (uint64_t)1 << 62, &size, e) < 0)
 		return -EINVAL;
-	if (manifest_disk_init(d, name, source, size, chunk_size) < 0)
-		return err_set(e, -ENOMEM, "out of memory");
 	json_object *arr;
 	if (!json_object_object_get_ex(jd, "chunks", &arr) || !json_object_is_type(arr, json_type_array))
 		return err_set(e, -EINVAL, "disk %zu: 'chunks' missing or not an array", idx);
-	if (json_object_array_length(arr) != d->nchunks)
-		return err_set(e, -EINVAL, "disk %zu: %zu chunks listed, its size needs %zu", idx,
-			       json_object_array_length(arr), d->nchunks);
+	/* checked before allocating: the size must not make us allocate more than the list holds */
+	uint64_t need = (size + chunk_size - 1) / chunk_size;
+	if ((uint64_t)json_object_array_length(arr) != need)
+		return err_set(e, -EINVAL, "disk %zu: %zu chunks listed, its size needs %llu", idx,
+			       json_object_array_length(arr), (unsigned long long)need);
+	if (manifest_disk_init(d, name, source, size, chunk_size) < 0)
+		return err_set(e, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < d->nchunks; i++) {
 		json_object *c = json_object_array_get_idx(arr, i);
 		if (!c)
