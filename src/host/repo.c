@@ -341,25 +341,6 @@ static void mark_dirty(struct repo *r, uint8_t dir)
 	atomic_fetch_or(&r->dirty_dirs[dir >> 6], (uint64_t)1 << (dir & 63));
 }
 
-int repo_chunk_put(struct repo *r, const struct digest *d, const void *file, size_t len, struct err *e)
-{
-	char rel[DIGEST_HEX_LEN + 4];
-	chunk_rel(d, rel);
-	struct stat st;
-	if (fstatat(r->chunks_fd, rel, &st, 0) == 0)
-		return 0;
-	if (renameat(r->trash_fd, rel, r->chunks_fd, rel) == 0) { /* set aside by gc: take it back */
-		mark_dirty(r, d->b[0]);
-		fault_point();
-		return 0;
-	}
-	int rc = repo_write_atomic(r, r->chunks_fd, rel, file, len, false, e);
-	if (rc < 0)
-		return rc;
-	mark_dirty(r, d->b[0]);
-	return 1;
-}
-
 int repo_chunk_stage(struct repo *r, const struct digest *d, const void *file, size_t len, struct staged_chunk *out,
 		     struct err *e)
 {

@@ -52,16 +52,14 @@ int repo_try_lock_writers_exclusive(struct repo *r, struct err *e);
 void repo_unlock_writers(struct repo *r);
 int repo_lock_gc(struct repo *r, struct err *e);
 
-/* Chunks.  put: store `file` (an encoded chunk) under `d` unless present
- * (1 stored, 0 already there; a chunk found only in trash is moved back).
+/* Chunks.  A chunk is written in two steps, so a pipeline need not wait for
+ * each fsync: stage writes the encoded chunk under tmp/ and starts its
+ * writeback (1 staged; 0 already present — a chunk found only in trash is
+ * moved back); commit fsyncs it and renames it into chunks/, so a file in
+ * chunks/ is always durable; discard drops a staged file.
  * get: the encoded chunk into `out` (QX_DAMAGED with "missing" if absent). */
 int repo_chunk_exists(struct repo *r, const struct digest *d);
-int repo_chunk_put(struct repo *r, const struct digest *d, const void *file, size_t len, struct err *e);
 int repo_chunk_get(struct repo *r, const struct digest *d, struct buf *out, struct err *e);
-/* The same in two steps, so a pipeline need not wait for each fsync:
- * stage writes the file under tmp/ and starts its writeback (1 staged,
- * 0 already present); commit fsyncs it and renames it into chunks/ —
- * a file in chunks/ is always durable.  discard drops a staged file. */
 struct staged_chunk {
 	int fd;
 	char tmp[64];
