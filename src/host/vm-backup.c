@@ -67,7 +67,7 @@ struct vmb {
 	struct gac *g;
 	struct vmdisk d[MAX_DISKS];
 	size_t n;
-	char scratch[PATH_MAX - 128], sockdir[64], sock[96];
+	char scratch[PATH_MAX - 128], sockdir[64], sock[108]; /* sock: sun_path's size */
 	bool scratch_made, nbd_started;
 	int scratch_lock; /* flock held on <scratch>/lock for the run: a dead run's dir is unlocked */
 	struct thawmark mark;
@@ -130,6 +130,62 @@ static bool ours(const char *name, const char *prefix)
 	return name && !strncmp(name, prefix, strlen(prefix));
 }
 
+/* Removing what a run put into QEMU; shared by teardown and leftover cleanup.
+ * Each waits for QEMU's event, so the next step (a node in use by an export
+ * or a job cannot be deleted) finds it gone.  Failures are reported, not fatal. */
+static void warn_qmp(const struct err *e)
+{
+	fprintf(stderr, "quiesce backup: warning: cleanup in QEMU: %s\n", e->msg);
+}
+
+static void qmp_del_export(struct qmpc *q, const char *id)
+{
+	struct err e = {0};
+	json_object *a = json_object_new_object();
+	json_object_object_add(a, "id", json_object_new_string(id));
+	if (qmpc_execute(q, "block-export-del", a, QMP_TIMEOUT_MS, NULL, &e) < 0 ||
+	    qmpc_wait_event(q, "BLOCK_EXPORT_DELETED", "id", id, TEARDOWN_TIMEOUT_MS, NULL, &e) < 0)
+		warn_qmp(&e);
+}
+
+static void qmp_cancel_job(struct qmpc *q, const char *id)
+{
+	struct err e = {0};
+	json_object *a = json_object_new_object();
+	json_object_object_add(a, "device", json_object_new_string(id));
+	json_object_object_add(a, "force", json_object_new_boolean(true));
+	if (qmpc_execute(q, "block-job-cancel", a, QMP_TIMEOUT_MS, NULL, &e) < 0 ||
+	    qmpc_wait_event(q, "BLOCK_JOB_CANCELLED", "device", id, TEARDOWN_TIMEOUT_MS, NULL, &e) < 0)
+		warn_qmp(&e);
+}
+
+static int qmp_del_node(struct qmpc *q, const char *node)
+{
+	struct err e = {0};
+	json_object *a = json_object_new_object();
+	json_object_object_add(a, "node-name", json_object_new_string(node));
+	int rc = qmpc_execute(q, "blockdev-del", a, QMP_TIMEOUT_MS, NULL, &e);
+	if (rc < 0)
+		warn_qmp(&e);
+	return rc;
+}
+
+/* Whether QEMU's answer to `query` lists an entry whose `key` is `id`
+ * (true when it cannot tell: then the removal is tried and may warn). */
+static bool listed(struct qmpc *q, const char *query, const char *key, const char *id)
+{
+	struct err e = {0};
+	json_object *list = NULL;
+	if (qmpc_execute(q, query, NULL, QMP_TIMEOUT_MS, &list, &e) < 0)
+		return true;
+	bool found = false;
+	for (size_t i = 0; i < json_object_array_length(list) && !found; i++)
+		found = !strcmp(json_object_get_string(json_object_object_get(json_object_array_get_idx(list, i), key)) ?: "",
+				id);
+	json_object_put(list);
+	return found;
+}
+
 /* A run killed after it set up fleecing leaves nodes, a job, exports and an
  * NBD server in QEMU, and scratch images on disk: remove what bears our names. */
 static void clear_leftovers(struct vmb *v)
@@ -142,10 +198,7 @@ static void clear_leftovers(struct vmb *v)
 			const char *id = json_object_get_string(json_object_object_get(json_object_array_get_idx(list, i), "id"));
 			if (!ours(id, "quiesce-exp"))
 				continue;
-			json_object *a = json_object_new_object();
-			json_object_object_add(a, "id", json_object_new_string(id));
-			if (qmpc_execute(v->q, "block-export-del", a, QMP_TIMEOUT_MS, NULL, &e) == 0)
-				qmpc_wait_event(v->q, "BLOCK_EXPORT_DELETED", "id", id, TEARDOWN_TIMEOUT_MS, NULL, &e);
+			qmp_del_export(v->q, id);
 			found++;
 		}
 		if (found)
@@ -158,11 +211,7 @@ static void clear_leftovers(struct vmb *v)
 			const char *id = json_object_get_string(json_object_object_get(json_object_array_get_idx(list, i), "device"));
 			if (!ours(id, "quiesce-job"))
 				continue;
-			json_object *a = json_object_new_object();
-			json_object_object_add(a, "device", json_object_new_string(id));
-			json_object_object_add(a, "force", json_object_new_boolean(true));
-			if (qmpc_execute(v->q, "block-job-cancel", a, QMP_TIMEOUT_MS, NULL, &e) == 0)
-				qmpc_wait_event(v->q, "BLOCK_JOB_CANCELLED", "device", id, TEARDOWN_TIMEOUT_MS, NULL, &e);
+			qmp_cancel_job(v->q, id);
 			found++;
 		}
 	}
@@ -178,9 +227,7 @@ static void clear_leftovers(struct vmb *v)
 			const char *f = json_object_get_string(json_object_object_get(json_object_object_get(n, "image"), "filename"));
 			if (f)
 				snprintf(file, sizeof(file), "%s", f);
-			json_object *a = json_object_new_object();
-			json_object_object_add(a, "node-name", json_object_new_string(node));
-			if (qmpc_execute(v->q, "blockdev-del", a, QMP_TIMEOUT_MS, NULL, &e) == 0 && ours(strrchr(file, '/') ? strrchr(file, '/') + 1 : "", "quiesce-fleece")) {
+			if (qmp_del_node(v->q, node) == 0 && ours(strrchr(file, '/') ? strrchr(file, '/') + 1 : "", "quiesce-fleece")) {
 				unlink(file);
 				*strrchr(file, '/') = '\0';
 				rmdir(file); /* the run's scratch directory, once empty */
@@ -416,8 +463,10 @@ static int prepare_fleecing(struct vmb *v, struct repo *r)
 	/* A unix socket path must fit in 108 bytes: in the scratch directory if
 	 * it fits, else in a directory of its own under /tmp (empty ones left by
 	 * killed runs are removed here; a live run's holds its socket). */
-	if (strlen(v->scratch) + strlen("/nbd.sock") < sizeof(v->sock)) {
-		snprintf(v->sock, sizeof(v->sock), "%.80s/nbd.sock", v->scratch);
+	size_t slen = strlen(v->scratch);
+	if (slen + sizeof("/nbd.sock") <= sizeof(v->sock)) {
+		memcpy(v->sock, v->scratch, slen);
+		memcpy(v->sock + slen, "/nbd.sock", sizeof("/nbd.sock"));
 	} else {
 		DIR *t = opendir("/tmp");
 		struct dirent *de;
@@ -591,26 +640,14 @@ static void teardown(struct vmb *v)
 	struct err e = {0};
 	for (size_t i = 0; v->q && i < v->n; i++) {
 		struct vmdisk *d = &v->d[i];
-		if (d->exported) {
-			json_object *a = json_object_new_object();
-			json_object_object_add(a, "id", json_object_new_string(d->export_id));
-			if (qmpc_execute(v->q, "block-export-del", a, QMP_TIMEOUT_MS, NULL, &e) == 0)
-				qmpc_wait_event(v->q, "BLOCK_EXPORT_DELETED", "id", d->export_id, TEARDOWN_TIMEOUT_MS, NULL, &e);
-			d->exported = false;
-		}
-		if (d->job_started) {
-			json_object *a = json_object_new_object();
-			json_object_object_add(a, "device", json_object_new_string(d->job));
-			if (qmpc_execute(v->q, "block-job-cancel", a, QMP_TIMEOUT_MS, NULL, &e) == 0)
-				qmpc_wait_event(v->q, "BLOCK_JOB_CANCELLED", "device", d->job, TEARDOWN_TIMEOUT_MS, NULL, &e);
-			d->job_started = false;
-		}
-		if (d->added) {
-			json_object *a = json_object_new_object();
-			json_object_object_add(a, "node-name", json_object_new_string(d->fleece));
-			qmpc_execute(v->q, "blockdev-del", a, QMP_TIMEOUT_MS, NULL, &e);
-			d->added = false;
-		}
+		/* an export or job may be gone already (removed under us, or the cause of the failure) */
+		if (d->exported && listed(v->q, "query-block-exports", "id", d->export_id))
+			qmp_del_export(v->q, d->export_id);
+		if (d->job_started && listed(v->q, "query-block-jobs", "device", d->job))
+			qmp_cancel_job(v->q, d->job);
+		if (d->added)
+			qmp_del_node(v->q, d->fleece);
+		d->exported = d->job_started = d->added = false;
 	}
 	if (v->q && v->nbd_started)
 		qmpc_execute(v->q, "nbd-server-stop", NULL, QMP_TIMEOUT_MS, NULL, &e);
