@@ -51,14 +51,7 @@ def needs_recovery(raw):
 
 @pytest.fixture
 def guest(vm, agent, tmp_path):
-    hook, rc = tmp_path / "hook", tmp_path / "rc.local"
-    hook.write_text(HOOK)
-    rc.write_text(RC_LOCAL)
-    initrd = vmh.build_initrd(agent.binary, tmp_path / "initrd.gz", extra_files=[
-        "%s:/etc/qemu/fsfreeze-hook:0755" % hook, "%s:/etc/rc.local:0755" % rc])
-    g = vm(initrd=initrd, agent_args=["-F"], extra_qmp=1)
-    g.agent().close()  # booted and answering; the agent's one client slot is quiesce's now
-    return g
+    return boot(vm, agent, tmp_path, HOOK)
 
 
 def quiesce(g, repo, state, *extra, check=True):
@@ -136,14 +129,20 @@ exit 0
 """
 
 
-def boot(vm, agent, tmp_path, hook_text, extra_agent_args=()):
-    hook, rc = tmp_path / "hook", tmp_path / "rc.local"
+def boot(vm, agent, tmp_path, hook_text, extra_agent_args=(), rc_text=RC_LOCAL, **guest_args):
+    """A guest running `agent` with `hook_text` as its fsfreeze hook and
+    `rc_text` (None: nothing) as rc.local, booted and answering; the
+    agent's one client slot is left free for quiesce."""
+    hook = tmp_path / "hook"
     hook.write_text(hook_text)
-    rc.write_text(RC_LOCAL)
-    initrd = vmh.build_initrd(agent.binary, tmp_path / "initrd.gz", extra_files=[
-        "%s:/etc/qemu/fsfreeze-hook:0755" % hook, "%s:/etc/rc.local:0755" % rc])
+    files = ["%s:/etc/qemu/fsfreeze-hook:0755" % hook]
+    if rc_text is not None:
+        rc = tmp_path / "rc.local"
+        rc.write_text(rc_text)
+        files.append("%s:/etc/rc.local:0755" % rc)
+    initrd = vmh.build_initrd(agent.binary, tmp_path / "initrd.gz", extra_files=files)
     args = ["-F"] + (list(extra_agent_args) if agent.name == "quiesce" else [])
-    g = vm(initrd=initrd, agent_args=args, extra_qmp=1)
+    g = vm(initrd=initrd, agent_args=args, extra_qmp=1, **guest_args)
     g.agent().close()
     return g
 
@@ -292,13 +291,7 @@ def test_repository_full_mid_read(vm, agent, tmp_path):
     cleaned up, and the repository still verifies."""
     if agent.name != "quiesce":
         pytest.skip("agent-independent")
-    hook, rc = tmp_path / "hook", tmp_path / "rc.local"
-    hook.write_text(HOOK)
-    rc.write_text(BIG_WRITER)
-    initrd = vmh.build_initrd(agent.binary, tmp_path / "initrd.gz", extra_files=[
-        "%s:/etc/qemu/fsfreeze-hook:0755" % hook, "%s:/etc/rc.local:0755" % rc])
-    g = vm(initrd=initrd, agent_args=["-F"], extra_qmp=1)
-    g.agent().close()
+    g = boot(vm, agent, tmp_path, HOOK, rc_text=BIG_WRITER)
     img, mnt = tmp_path / "small.img", tmp_path / "small"
     run("truncate", "-s", "24M", img)
     run("mkfs.ext4", "-q", "-F", img)
@@ -331,16 +324,10 @@ def test_two_disks_one_snapshot(vm, agent, tmp_path):
         f.write(os.urandom(3 << 20) + bytes(5 << 20) + b"end of second disk")
         f.truncate(64 << 20)
     run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", content, second)
-    hook, rc = tmp_path / "hook", tmp_path / "rc.local"
-    hook.write_text(HOOK)
-    rc.write_text(RC_LOCAL)
-    initrd = vmh.build_initrd(agent.binary, tmp_path / "initrd.gz", extra_files=[
-        "%s:/etc/qemu/fsfreeze-hook:0755" % hook, "%s:/etc/rc.local:0755" % rc])
-    g = vm(initrd=initrd, agent_args=["-F"], extra_qmp=1, extra_qemu_args=[
+    g = boot(vm, agent, tmp_path, HOOK, extra_qemu_args=[
         "-blockdev", "driver=file,filename=%s,node-name=data1-file" % second,
         "-blockdev", "driver=qcow2,file=data1-file,node-name=data1",
         "-device", "virtio-blk-pci,drive=data1,id=vblk1"])
-    g.agent().close()
     repo, state = tmp_path / "repo", tmp_path / "state"
     run(QUIESCE, "init", "--repo", repo)
     doc = json.loads(quiesce(g, repo, state).stdout)
@@ -394,12 +381,7 @@ def test_nbd_export_dies_mid_read(vm, agent, tmp_path):
     exit 4, no snapshot, the rest torn down, the repository consistent."""
     if agent.name != "quiesce":
         pytest.skip("agent-independent")
-    hook = tmp_path / "hook"
-    hook.write_text(HOOK)
-    initrd = vmh.build_initrd(agent.binary, tmp_path / "initrd.gz",
-                              extra_files=["%s:/etc/qemu/fsfreeze-hook:0755" % hook])
-    g = vm(initrd=initrd, agent_args=["-F"], extra_qmp=1, disk=big_disk(tmp_path))
-    g.agent().close()
+    g = boot(vm, agent, tmp_path, HOOK, rc_text=None, disk=big_disk(tmp_path))
     repo, state = tmp_path / "repo", tmp_path / "state"
     run(QUIESCE, "init", "--repo", repo)
     p = start_backup(g, repo, state, "--threads", "1")
@@ -422,12 +404,7 @@ def test_sigterm_while_reading_and_while_frozen(vm, agent, tmp_path):
     import time
     if agent.name != "quiesce":
         pytest.skip("agent-independent")
-    hook = tmp_path / "hook"
-    hook.write_text(SLOW_HOOK)
-    initrd = vmh.build_initrd(agent.binary, tmp_path / "initrd.gz",
-                              extra_files=["%s:/etc/qemu/fsfreeze-hook:0755" % hook])
-    g = vm(initrd=initrd, agent_args=["-F"], extra_qmp=1, disk=big_disk(tmp_path))
-    g.agent().close()
+    g = boot(vm, agent, tmp_path, SLOW_HOOK, rc_text=None, disk=big_disk(tmp_path))
     repo, state = tmp_path / "repo", tmp_path / "state"
     run(QUIESCE, "init", "--repo", repo)
 
