@@ -143,8 +143,14 @@ static void qmp_del_export(struct qmpc *q, const char *id)
 	struct err e = {0};
 	json_object *a = json_object_new_object();
 	json_object_object_add(a, "id", json_object_new_string(id));
-	if (qmpc_execute(q, "block-export-del", a, QMP_TIMEOUT_MS, NULL, &e) < 0 ||
-	    qmpc_wait_event(q, "BLOCK_EXPORT_DELETED", "id", id, TEARDOWN_TIMEOUT_MS, NULL, &e) < 0)
+	int rc = qmpc_execute(q, "block-export-del", a, QMP_TIMEOUT_MS, NULL, &e);
+	/* one removed by someone else (hard) is listed until it is gone: QEMU
+	 * says "already shutting down" (only a GenericError), so just wait */
+	if (rc < 0 && strstr(e.msg, "already shutting down")) {
+		memset(&e, 0, sizeof(e));
+		rc = 0;
+	}
+	if (rc < 0 || qmpc_wait_event(q, "BLOCK_EXPORT_DELETED", "id", id, TEARDOWN_TIMEOUT_MS, NULL, &e) < 0)
 		warn_qmp(&e);
 }
 
