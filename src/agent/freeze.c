@@ -199,7 +199,7 @@ static int select_targets(struct freezer *f, const struct strlist *want, struct 
 	int r = mounts_read(f->mountinfo, &all, e);
 	if (r < 0)
 		return r;
-	if (!want || want->n == 0) {
+	if (!want) {
 		mounts_dedup(&all);
 		*out = all;
 		return 0;
@@ -254,6 +254,12 @@ static int freeze_mounts(struct freezer *f, const struct mount_list *l, struct e
 
 int freezer_freeze(struct freezer *f, const struct strlist *mountpoints, struct err *e)
 {
+	/* An empty list names nothing: freeze nothing, run no hook.  (qemu-ga
+	 * 7.2 answers 0 too, after running the freeze hook.)  Never "all". */
+	if (mountpoints && mountpoints->n == 0) {
+		log_info("guest-fsfreeze-freeze-list with an empty list: nothing to freeze");
+		return 0;
+	}
 	struct mount_list targets;
 	int r = select_targets(f, mountpoints, &targets, e);
 	if (r < 0)

@@ -80,8 +80,9 @@ void freezer_init(struct freezer *f);
 int freezer_start(struct freezer *f, struct err *e);
 void freezer_done(struct freezer *f);
 
-/* Freeze all filesystems (mountpoints NULL) or the listed mount points.
- * Returns the number frozen, or a negative errno with e set. */
+/* Freeze all filesystems (mountpoints NULL) or the listed mount points (an
+ * empty list freezes nothing and runs no hook).  Returns the number frozen,
+ * or a negative errno with e set. */
 int freezer_freeze(struct freezer *f, const struct strlist *mountpoints, struct err *e);
 /* Thaw everything; returns the number thawed.  A failed thaw hook is an
  * error (as in qemu-ga) although the filesystems are thawed. */
