@@ -365,11 +365,15 @@ int freezer_start(struct freezer *f, struct err *e)
 	char path[4096];
 	marker_path(f, path, sizeof(path));
 	_cleanup_fclose_ FILE *m = fopen(path, "re");
+	int err = errno;
+	if (!m && err == ENOENT)
+		return 0;
+	/* Frozen: from here on nothing may write to a guest filesystem, not
+	 * even a log line (main holds the log from its start; so do we). */
+	log_hold();
 	if (!m) {
-		if (errno == ENOENT)
-			return 0;
 		/* cannot tell: assume frozen, the safe side */
-		log_error("unable to access state file at path %s: %s", path, strerror(errno));
+		log_error("unable to access state file at path %s: %s", path, strerror(err));
 	} else {
 		char line[64];
 		while (fgets(line, sizeof(line), m))
@@ -381,7 +385,6 @@ int freezer_start(struct freezer *f, struct err *e)
 		 f->watchdog_ms / 1000);
 	f->frozen = true;
 	f->report.recovered = true;
-	log_hold();
 	if (f->watchdog_ms > 0)
 		watchdog_set(f, f->watchdog_ms);
 	return 0;

@@ -85,9 +85,16 @@ static int sleep_for_signal(int sigfd, int ms)
 	return 0;
 }
 
-static int write_pidfile(const char *path)
+/* The pidfile of -d.  Creating it blocks on a frozen filesystem, so an
+ * agent that starts frozen writes it only after the thaw (as qemu-ga). */
+struct pidfile {
+	const char *path; /* NULL: none (-d not given) */
+	bool written;     /* ours to unlink at exit */
+};
+
+static int write_pidfile(struct pidfile *p)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	int fd = open(p->path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return -errno;
 	if (lockf(fd, F_TLOCK, 0) < 0) {
@@ -102,10 +109,23 @@ static int write_pidfile(const char *path)
 		close(fd);
 		return r;
 	}
+	p->written = true;
 	return 0; /* the fd stays open: it holds the lock */
 }
 
-static int daemonize(const char *pidfile)
+/* Write a pidfile still owed, once no filesystem is frozen. */
+static void settle_pidfile(struct pidfile *p, const struct agent *a)
+{
+	if (!p->path || p->written || agent_is_frozen(a))
+		return;
+	int r = write_pidfile(p);
+	if (r < 0) {
+		log_error("cannot write pidfile %s: %s", p->path, strerror(-r));
+		p->path = NULL; /* said once; an agent that is running keeps running */
+	}
+}
+
+static int daemonize(void)
 {
 	pid_t pid = fork();
 	if (pid < 0)
@@ -125,10 +145,7 @@ static int daemonize(const char *pidfile)
 		if (fd > STDERR_FILENO)
 			close(fd);
 	}
-	int r = write_pidfile(pidfile);
-	if (r < 0)
-		log_error("cannot write pidfile %s: %s", pidfile, strerror(-r));
-	return r;
+	return 0;
 }
 
 /* Send what the channel takes now; drop the backlog if the peer is gone. */
@@ -191,7 +208,7 @@ static int open_channel(const struct agent_options *o, int sigfd, struct chan **
 	}
 }
 
-static int run(struct agent *a, const struct agent_options *o, int sigfd)
+static int run(struct agent *a, const struct agent_options *o, int sigfd, struct pidfile *pid)
 {
 	struct jstream_limits lim = JSTREAM_QEMU_LIMITS;
 	struct jstream *js = jstream_new(&lim);
@@ -250,6 +267,7 @@ static int run(struct agent *a, const struct agent_options *o, int sigfd)
 		}
 		if (ch && out.len)
 			flush_output(ch, &out);
+		settle_pidfile(pid, a);
 	}
 	/* Never leave the guest frozen, whatever made us stop. */
 	freezer_shutdown(&a->freezer);
@@ -263,8 +281,16 @@ int main(int argc, char **argv)
 {
 	struct agent_options o = {0};
 	struct agent a = {0};
+	struct pidfile pid = {0};
 	struct err e = {0};
 	int ret = EXIT_FAILURE;
+	int sigfd = -1;
+
+	/* Until we know that no earlier instance left filesystems frozen, no
+	 * message may be written anywhere: the log file, stderr or the pidfile
+	 * may be on one of them, and a write there blocks for good. */
+	log_hold();
+	a.freezer.timerfd = -1;
 
 	int r = options_parse(&o, argc, argv, &e);
 	if (r < 0) {
@@ -286,15 +312,7 @@ int main(int argc, char **argv)
 	}
 
 	log_set_level(o.verbose ? LOG_LVL_DEBUG : LOG_LVL_INFO);
-	if (o.logfile && !strcmp(o.logfile, "syslog")) {
-		log_use_syslog("quiesce-agent");
-	} else if (o.logfile && log_open_file(o.logfile, &e) < 0) {
-		fprintf(stderr, "quiesce-agent: %s\n", e.msg);
-		goto out;
-	}
-	for (size_t i = 0; i < o.block_rpcs.n; i++)
-		if (!rpc_find(o.block_rpcs.v[i]))
-			log_warn("--block-rpcs: no command named '%s'", o.block_rpcs.v[i]);
+	log_info("quiesce-agent %s started (method %s)", QUIESCE_VERSION, o.method);
 	a.blocked = o.block_rpcs;
 	a.allowed = o.allow_rpcs;
 	a.os_release = getenv("QGA_OS_RELEASE");
@@ -310,28 +328,57 @@ int main(int argc, char **argv)
 		a.freezer.hook_timeout_ms = o.hook_timeout_s * 1000;
 	if (o.freeze_timeout_s)
 		a.freezer.watchdog_ms = o.freeze_timeout_s < 0 ? 0 : o.freeze_timeout_s * 1000;
+	/* Reads the state marker only; if it is there, we start frozen. */
+	if (freezer_start(&a.freezer, &e) < 0) {
+		fprintf(stderr, "quiesce-agent: %s\n", e.msg);
+		goto out;
+	}
+	bool frozen = agent_is_frozen(&a);
 
-	int sigfd = open_signals();
+	if (o.logfile && !strcmp(o.logfile, "syslog")) {
+		log_use_syslog("quiesce-agent");
+	} else if (o.logfile && frozen) {
+		if (log_defer_file(o.logfile) < 0)
+			goto out;
+	} else if (o.logfile && log_open_file(o.logfile, &e) < 0) {
+		fprintf(stderr, "quiesce-agent: %s\n", e.msg);
+		goto out;
+	}
+	if (!frozen)
+		log_release();
+	for (size_t i = 0; i < o.block_rpcs.n; i++)
+		if (!rpc_find(o.block_rpcs.v[i]))
+			log_warn("--block-rpcs: no command named '%s'", o.block_rpcs.v[i]);
+
+	sigfd = open_signals();
 	if (sigfd < 0) {
 		log_error("cannot set up signal handling: %s", strerror(-sigfd));
 		goto out;
 	}
-	if (o.daemonize && daemonize(o.pidfile) < 0)
-		goto out_sig;
-	log_info("quiesce-agent %s started (method %s)", QUIESCE_VERSION, o.method);
-	seed_json_hash();
-	if (freezer_start(&a.freezer, &e) < 0) {
-		log_error("%s", e.msg);
-		goto out_sig;
+	if (o.daemonize) {
+		if ((r = daemonize()) < 0) {
+			log_error("cannot daemonize: %s", strerror(-r));
+			goto out;
+		}
+		pid.path = o.pidfile;
+		if (!frozen && (r = write_pidfile(&pid)) < 0) {
+			log_error("cannot write pidfile %s: %s", o.pidfile, strerror(-r));
+			goto out;
+		}
 	}
-	if (run(&a, &o, sigfd) == 0)
+	seed_json_hash();
+	if (run(&a, &o, sigfd, &pid) == 0)
 		ret = EXIT_SUCCESS;
-	freezer_done(&a.freezer);
-	if (o.daemonize)
+	if (pid.written && !agent_is_frozen(&a))
 		(void)unlink(o.pidfile);
-out_sig:
-	close(sigfd);
 out:
+	freezer_done(&a.freezer);
+	if (sigfd >= 0)
+		close(sigfd);
+	/* Messages still held are written now, unless a filesystem is still
+	 * frozen (a thaw at exit failed): then they are lost, not blocked on. */
+	if (!agent_is_frozen(&a))
+		log_release();
 	/* a.blocked/a.allowed alias the option lists, freed here */
 	options_free(&o);
 	log_close();

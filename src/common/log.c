@@ -34,6 +34,7 @@ static bool to_syslog;
 static bool held;
 static struct held *ring;
 static unsigned ring_head, ring_count, ring_dropped;
+static char *deferred_path; /* log_defer_file(): opened by log_release() */
 
 static const char *const level_names[] = {"error", "warning", "info", "debug"};
 
@@ -52,6 +53,19 @@ void log_close(void)
 	if (log_fd >= 0)
 		(void)close(log_fd);
 	log_fd = -1;
+	free(deferred_path);
+	deferred_path = NULL;
+}
+
+int log_defer_file(const char *path)
+{
+	char *p = strdup(path);
+	if (!p)
+		return -ENOMEM;
+	log_close();
+	to_syslog = false;
+	deferred_path = p;
+	return 0;
 }
 
 int log_open_file(const char *path, struct err *e)
@@ -140,6 +154,17 @@ bool log_is_held(void)
 void log_release(void)
 {
 	held = false;
+	if (deferred_path) {
+		char *path = deferred_path;
+		deferred_path = NULL;
+		struct err e;
+		if (log_open_file(path, &e) < 0) {
+			char text[sizeof(e.msg) + 32];
+			snprintf(text, sizeof(text), "%s; logging to stderr", e.msg);
+			emit(LOG_LVL_ERROR, text);
+		}
+		free(path);
+	}
 	if (ring_dropped)
 		emit(LOG_LVL_WARN, "log messages were dropped while filesystems were frozen");
 	for (; ring_count; ring_count--) {

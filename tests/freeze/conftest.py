@@ -54,8 +54,11 @@ class Sandbox:
         # use /etc/qemu/fsfreeze-hook if this machine has one).
         if not any(a.startswith("-F") for a in args):
             args = ("--fsfreeze-hook=",) + args
-        a = sandbox.Agent(binary, self.dir, args, env=env)
+        # Registered before it is waited for: one that hangs is still stopped
+        # in close() (after the thaw that releases it).
+        a = sandbox.Agent(binary, self.dir, args, env=env, wait=False)
         self.agents.append(a)
+        a.wait_ready()
         return a
 
     def writer(self, fs, name="ticks"):

@@ -13,9 +13,13 @@ from pathlib import Path
 
 import pytest
 
+import qga
+
 pytestmark = pytest.mark.freeze
 
 FROZEN_DISABLED = "has been disabled: the agent is in frozen state"
+TOP = Path(__file__).resolve().parents[2]
+AGENT = Path(os.environ.get("QUIESCE_AGENT", TOP / "build" / "src" / "agent" / "quiesce-agent"))
 
 
 def freeze_list(c, *paths):
@@ -380,3 +384,92 @@ def test_dispatcher_and_application_hooks_through_the_agent(sb):
     assert calls.read_text().split() == ["10-db", "freeze", "10-db", "thaw"]
     assert "20-cache freeze: failed with status 7" in (sb.dir / "dispatcher.log").read_text()
     assert "fsfreeze hook has failed with status 1" in ag.log_text()
+
+
+class Daemon:
+    """quiesce-agent -d, found by its socket path (its pidfile may not exist
+    yet); stopped by the sandbox's close() like the other agents."""
+
+    def __init__(self, sb, *args):
+        self.dir = Path(sb.dir) / ("d%d" % len(sb.agents))
+        self.dir.mkdir()
+        self.sock = self.dir / "sock"
+        self.log = self.dir / "agent.log"
+        self.pid = None
+        sb.agents.append(self)
+        r = subprocess.run([str(AGENT), "-d", "-m", "unix-listen", "-p", str(self.sock), "-v",
+                            "-l", str(self.log), *args], timeout=10)
+        assert r.returncode == 0
+        assert wait_for(self.find, timeout=10), "no daemon with socket %s" % self.sock
+
+    def find(self):
+        for p in Path("/proc").iterdir():
+            try:
+                if p.name.isdigit() and str(self.sock).encode() in (p / "cmdline").read_bytes():
+                    self.pid = int(p.name)
+                    return True
+            except OSError:
+                pass
+        return False
+
+    def conn(self, timeout=30.0):
+        qga.wait_for_socket(str(self.sock), timeout=10)
+        return qga.Conn(str(self.sock), timeout=timeout)
+
+    def log_text(self):
+        return self.log.read_text(errors="replace")
+
+    def stop(self):
+        if self.pid is None:
+            return 0
+        try:
+            os.kill(self.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return 0
+        if wait_for(lambda: not Path("/proc/%d" % self.pid).exists(), timeout=30):
+            return 0
+        os.kill(self.pid, signal.SIGKILL)
+        return -9
+
+
+@pytest.mark.parametrize("where", ["logfile", "pidfile"])
+def test_restart_frozen_with_log_pidfile_and_marker_on_the_frozen_fs(sb, where):
+    """Issue 10 item 1: an agent restarted frozen must not write to a guest
+    filesystem (log file, pidfile) before it thaws: the write would block it
+    for good in D state, the exact case the state marker exists for."""
+    fs = sb.fs()
+    state = Path(fs.path) / "state"
+    state.mkdir()
+    log = Path(fs.path) / "agent.log"
+    hook = sb.hook("exit 0")
+    ag = sb.agent("-F%s" % hook, "-t", str(state), "-l", str(log))
+    with ag.conn() as c:
+        assert freeze_list(c, fs.path) == {"return": 1}
+    ag.signal(signal.SIGKILL)
+    ag.wait()
+    assert fs.is_frozen() and (state / "qga.state.isfrozen").exists()
+
+    pidfile = Path(fs.path) / "agent.pid"
+    if where == "logfile":
+        ag2 = sb.agent("-F%s" % hook, "-t", str(state), "-l", str(log))
+        log2 = log
+    else:
+        ag2 = Daemon(sb, "-F%s" % hook, "-t", str(state), "-f", str(pidfile),
+                     "--freeze-timeout=2")
+        log2 = ag2.log  # not on the frozen filesystem
+    with ag2.conn(timeout=10) as c:
+        assert c.cmd("guest-fsfreeze-status") == {"return": "frozen"}
+        assert "error" in c.cmd("guest-get-time")
+        if where == "logfile":
+            assert c.cmd("guest-fsfreeze-thaw") == {"return": 1}
+        else:
+            assert wait_for(lambda: not fs.is_frozen(), timeout=10), "the watchdog did not thaw"
+            assert c.cmd("guest-fsfreeze-status") == {"return": "thawed"}
+    assert not fs.is_frozen() and not (state / "qga.state.isfrozen").exists()
+    assert sb.hook_calls() == ["freeze", "thaw"]
+    if where == "logfile":
+        assert log2.read_text().count("started (method unix-listen)") == 2  # both instances
+    else:
+        assert wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() == str(ag2.pid)), \
+            "the pidfile was not written after the thaw"
+    assert "previous instance appears to have exited with frozen filesystems" in log2.read_text()
