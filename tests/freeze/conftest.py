@@ -49,7 +49,7 @@ class Sandbox:
         self.filesystems.append(f)
         return f
 
-    def agent(self, *args, binary=AGENT, env=None):
+    def agent(self, *args, binary=AGENT, env=None, wait=True):
         # Hermetic: without -F, ask for no hook (quiesce-agent would otherwise
         # use /etc/qemu/fsfreeze-hook if this machine has one).
         if not any(a.startswith("-F") for a in args):
@@ -58,7 +58,8 @@ class Sandbox:
         # in close() (after the thaw that releases it).
         a = sandbox.Agent(binary, self.dir, args, env=env, wait=False)
         self.agents.append(a)
-        a.wait_ready()
+        if wait:  # for its socket (not when its channel is something else)
+            a.wait_ready()
         return a
 
     def writer(self, fs, name="ticks"):

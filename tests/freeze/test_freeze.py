@@ -473,3 +473,25 @@ def test_restart_frozen_with_log_pidfile_and_marker_on_the_frozen_fs(sb, where):
         assert wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() == str(ag2.pid)), \
             "the pidfile was not written after the thaw"
     assert "previous instance appears to have exited with frozen filesystems" in log2.read_text()
+
+
+def test_watchdog_thaws_while_the_channel_cannot_be_opened(sb):
+    """Issue 10 item 3: with --retry-path and no channel, the agent used to
+    sleep in a retry loop that watched only the signalfd, so an agent
+    restarted frozen was not thawed by its watchdog until the host came."""
+    fs = sb.fs()
+    hook = sb.hook("exit 0")
+    ag = sb.agent("-F%s" % hook)
+    with ag.conn() as c:
+        assert freeze_list(c, fs.path) == {"return": 1}
+    ag.signal(signal.SIGKILL)
+    ag.wait()
+    assert fs.is_frozen()
+    ag2 = sb.agent("-F%s" % hook, "-t", str(ag.statedir), "--freeze-timeout=2", "-r",
+                   "-m", "isa-serial", "-p", str(sb.dir / "no-such-port"), wait=False)
+    assert wait_for(lambda: not fs.is_frozen(), timeout=15), "not thawed while the channel is missing"
+    assert wait_for(lambda: sb.hook_calls() == ["freeze", "thaw"])
+    assert not marker(ag).exists()
+    assert ag2.proc.poll() is None, "the agent must keep retrying its channel"
+    log = ag2.log_text()
+    assert "will retry" in log and "the watchdog thawed 1 filesystem(s)" in log, log
