@@ -163,20 +163,76 @@ static int settle_hook(struct freezer *f, struct err *e)
 }
 
 /* ---- kernel freeze/thaw ------------------------------------------------ */
+/*
+ * The thaw must work when nothing else does: a frozen guest piles up
+ * memory pressure and processes, and the host may never come back.  So
+ * the fds FIFREEZE was issued on are kept ("held") until FITHAW succeeds
+ * on them, and thawing what we froze needs no mount table, no memory and
+ * no new fd.  An agent restarted frozen has no such fds: it opens every
+ * mount point when it starts (freezer_start), for the same reason.  The
+ * mount table is read at thaw time only to thaw filesystems someone else
+ * froze (qemu-ga's thaw thaws everything); if that fails, what we hold is
+ * thawed anyway.  A thaw that leaves a held filesystem frozen keeps the
+ * agent frozen and re-arms the watchdog to try again.
+ */
 
-/* FITHAW until it fails, undoing nested freezes; whether any succeeded. */
-static bool thaw_dir(struct freezer *f, const char *dir)
+#define RETRY_THAW_MS 1000
+
+/* FITHAW until it fails, undoing nested freezes.  1: thawed; 0: it was not
+ * frozen, or cannot be (done either way); -errno: FITHAW failed, try again. */
+static int thaw_fd(struct freezer *f, int fd)
 {
-	_cleanup_close_ int fd = open(dir, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
-	if (fd < 0)
-		return false;
-	bool any = false;
-	for (int i = 0; i < 64 && f->ops->thaw(fd) == 0; i++)
-		any = true;
-	return any;
+	int r = f->ops->thaw(fd);
+	if (r == -EINVAL || r == -EOPNOTSUPP || r == -ENOTTY)
+		return 0;
+	if (r < 0)
+		return r;
+	for (int i = 1; i < 64 && f->ops->thaw(fd) == 0; i++)
+		;
+	return 1;
 }
 
-static int thaw_all(struct freezer *f, struct err *e)
+static void held_free(struct freezer *f)
+{
+	for (size_t i = 0; i < f->nheld; i++) {
+		if (f->held[i].fd >= 0)
+			(void)close(f->held[i].fd);
+		free(f->held[i].dir);
+	}
+	free(f->held);
+	f->held = NULL;
+	f->nheld = 0;
+}
+
+/* Thaw every held filesystem, in mount order; close what is done.  Returns
+ * the number thawed, or the first error (e names the mount point; those
+ * that failed stay held). */
+static int thaw_held(struct freezer *f, struct err *e)
+{
+	int n = 0, err = 0;
+	for (size_t i = 0; i < f->nheld; i++) {
+		struct freeze_target *t = &f->held[i];
+		if (t->fd < 0)
+			continue;
+		int r = thaw_fd(f, t->fd);
+		if (r < 0) {
+			if (!err)
+				err = err_sys(e, r, "failed to thaw %s", t->dir);
+			continue;
+		}
+		n += r;
+		(void)close(t->fd);
+		t->fd = -1;
+	}
+	if (err)
+		return err;
+	held_free(f);
+	return n;
+}
+
+/* Thaw whatever else the mount table lists (another tool's freeze); any
+ * FITHAW error means "not thawed".  Allocates; the count or -errno. */
+static int thaw_others(struct freezer *f, struct err *e)
 {
 	struct mount_list l;
 	int r = mounts_read(f->mountinfo, &l, e);
@@ -184,10 +240,38 @@ static int thaw_all(struct freezer *f, struct err *e)
 		return r;
 	mounts_dedup(&l);
 	int n = 0;
-	for (size_t i = 0; i < l.n; i++)
-		n += thaw_dir(f, l.v[i].dir);
+	for (size_t i = 0; i < l.n; i++) {
+		_cleanup_close_ int fd = open(l.v[i].dir, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
+		n += fd >= 0 && thaw_fd(f, fd) > 0;
+	}
 	mounts_free(&l);
 	return n;
+}
+
+/* An agent restarted frozen: hold every mount point now, while it can. */
+static void hold_all(struct freezer *f)
+{
+	struct err e = {0};
+	struct mount_list l;
+	if (mounts_read(f->mountinfo, &l, &e) < 0) {
+		log_error("%s; the thaw will read the mount table again", e.msg);
+		return;
+	}
+	mounts_dedup(&l);
+	f->held = calloc(l.n ? l.n : 1, sizeof(*f->held));
+	for (size_t i = 0; f->held && i < l.n; i++) {
+		struct freeze_target *t = &f->held[f->nheld];
+		t->fd = open(l.v[i].dir, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
+		if (t->fd < 0)
+			continue;
+		t->dir = take_ptr(l.v[i].dir);
+		f->nheld++;
+	}
+	if (!f->held || f->nheld < l.n)
+		log_error("could not open every mount point (%zu of %zu); the thaw will read the mount "
+			  "table again", f->nheld, l.n);
+	f->hold_complete = f->held && f->nheld == l.n;
+	mounts_free(&l);
 }
 
 /* Which mounts to freeze: all (deduplicated by device), or the listed
@@ -225,30 +309,44 @@ static int select_targets(struct freezer *f, const struct strlist *want, struct 
 	return 0;
 }
 
-/* FIFREEZE in reverse order; on a hard error thaw what this call froze.
- * Returns the count or the error. */
+/* FIFREEZE in reverse order, holding the fd of each filesystem frozen (in
+ * mount order).  On a hard error thaw what this call froze.  Returns the
+ * count or the error. */
 static int freeze_mounts(struct freezer *f, const struct mount_list *l, struct err *e)
 {
-	_cleanup_free_ bool *done = calloc(l->n ? l->n : 1, sizeof(bool));
-	if (!done)
+	f->held = calloc(l->n ? l->n : 1, sizeof(*f->held));
+	if (!f->held)
 		return err_set(e, -ENOMEM, "out of memory");
+	f->nheld = l->n;
+	for (size_t i = 0; i < l->n; i++)
+		f->held[i].fd = -1;
+	for (size_t i = 0; i < l->n; i++)
+		if (!(f->held[i].dir = strdup(l->v[i].dir))) {
+			held_free(f);
+			return err_set(e, -ENOMEM, "out of memory");
+		}
 	int n = 0;
 	for (size_t i = l->n; i-- > 0;) {
 		const char *dir = l->v[i].dir;
-		_cleanup_close_ int fd = open(dir, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
+		int fd = open(dir, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
 		int r = fd < 0 ? -errno : f->ops->freeze(fd);
 		if (r == 0) {
-			done[i] = true;
+			f->held[i].fd = fd;
 			n++;
 			continue;
 		}
+		if (fd >= 0)
+			(void)close(fd);
 		if (fd >= 0 && (r == -EOPNOTSUPP || r == -EBUSY))
 			continue; /* cannot be frozen / already frozen: skipped, as qemu-ga */
-		for (size_t j = 0; j < l->n; j++)
-			if (done[j])
-				(void)thaw_dir(f, l->v[j].dir);
+		struct err ignored;
+		(void)thaw_held(f, &ignored);
+		held_free(f);
 		return err_sys(e, r, fd < 0 ? "failed to open %s" : "failed to freeze %s", dir);
 	}
+	if (n == 0)
+		held_free(f);
+	f->hold_complete = n > 0;
 	return n;
 }
 
@@ -306,28 +404,44 @@ int freezer_freeze(struct freezer *f, const struct strlist *mountpoints, struct 
 	return r;
 }
 
+/* The thaw failed and we are still frozen: try again soon, by ourselves. */
+static int thaw_failed(struct freezer *f, struct err *e, const struct err *why)
+{
+	if (f->watchdog_ms > 0)
+		watchdog_set(f, f->watchdog_ms < RETRY_THAW_MS ? f->watchdog_ms : RETRY_THAW_MS);
+	return err_set(e, why->code, "%s", why->msg);
+}
+
 int freezer_thaw(struct freezer *f, struct err *e)
 {
 	struct err me = {0};
-	int n = thaw_all(f, &me);
-	if (n < 0 && f->frozen) {
-		/* cannot even list mounts: stay frozen, say why */
-		return err_set(e, n, "%s", me.msg);
-	}
+	/* what we hold first: no allocation, no new fd */
+	int n = thaw_held(f, &me);
+	if (n < 0)
+		return thaw_failed(f, e, &me);
+	bool all_held = f->hold_complete;
+	int m = thaw_others(f, &me);
+	if (m < 0 && f->frozen && !all_held)
+		return thaw_failed(f, e, &me); /* recovered, and nothing known to thaw */
+	if (m < 0 && f->frozen)
+		log_warn("%s; thawed only the filesystems frozen here", me.msg);
+	else if (m > 0)
+		n += m;
 	bool was_frozen = f->frozen;
 	f->frozen = false;
+	f->hold_complete = false;
 	watchdog_set(f, 0);
 	if (was_frozen) {
 		f->report.thawed_ns = realtime_ns();
 		log_release();
 	}
 	marker_remove(f);
-	log_info("guest-fsthaw called: %d filesystem(s) thawed", n < 0 ? 0 : n);
+	log_info("guest-fsthaw called: %d filesystem(s) thawed", n);
 	int r = settle_hook(f, e);
 	if (r < 0)
 		return r;
-	if (n < 0)
-		return err_set(e, n, "%s", me.msg);
+	if (m < 0 && !was_frozen)
+		return err_set(e, m, "%s", me.msg); /* as qemu-ga: no mount table, no thaw */
 	return n;
 }
 
@@ -338,9 +452,14 @@ void freezer_watchdog_fired(struct freezer *f)
 		(void)read(f->timerfd, &ticks, sizeof(ticks));
 	if (!f->frozen)
 		return;
-	f->report.auto_thawed = true;
 	struct err e = {0};
 	int n = freezer_thaw(f, &e);
+	if (f->frozen) {
+		log_error("the watchdog could not thaw: %s; trying again in %d ms", e.msg,
+			  f->watchdog_ms < RETRY_THAW_MS ? f->watchdog_ms : RETRY_THAW_MS);
+		return;
+	}
+	f->report.auto_thawed = true;
 	log_warn("no thaw arrived within %d s of the freeze: the watchdog thawed %d filesystem(s)%s%s",
 		 f->watchdog_ms / 1000, n < 0 ? 0 : n, n < 0 ? ": " : "", n < 0 ? e.msg : "");
 }
@@ -385,6 +504,7 @@ int freezer_start(struct freezer *f, struct err *e)
 		 f->watchdog_ms / 1000);
 	f->frozen = true;
 	f->report.recovered = true;
+	hold_all(f);
 	if (f->watchdog_ms > 0)
 		watchdog_set(f, f->watchdog_ms);
 	return 0;
@@ -395,6 +515,7 @@ void freezer_done(struct freezer *f)
 	if (f->timerfd >= 0)
 		close(f->timerfd);
 	f->timerfd = -1;
+	held_free(f);
 }
 
 struct json_object *freezer_report_json(const struct freezer *f)

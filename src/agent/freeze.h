@@ -55,6 +55,13 @@ struct freeze_report {
 	int nhooks;
 };
 
+/* A filesystem to thaw: the fd FIFREEZE was issued on (or, restarted
+ * frozen, opened at start), kept so the thaw needs no mount table. */
+struct freeze_target {
+	int fd;    /* -1: done */
+	char *dir; /* mount point, for messages */
+};
+
 struct freezer {
 	/* configuration, set before freezer_start() */
 	const char *hook;        /* NULL: no hook */
@@ -66,6 +73,9 @@ struct freezer {
 	/* state */
 	bool frozen;
 	bool thaw_hook_owed;
+	struct freeze_target *held; /* what to thaw, in mount order */
+	size_t nheld;
+	bool hold_complete;         /* held covers every filesystem that may be frozen */
 	int timerfd;
 	struct freeze_report report;
 };
@@ -85,7 +95,10 @@ void freezer_done(struct freezer *f);
  * or a negative errno with e set. */
 int freezer_freeze(struct freezer *f, const struct strlist *mountpoints, struct err *e);
 /* Thaw everything; returns the number thawed.  A failed thaw hook is an
- * error (as in qemu-ga) although the filesystems are thawed. */
+ * error (as in qemu-ga) although the filesystems are thawed.  If a
+ * filesystem we froze stays frozen, so does the freezer (status "frozen"),
+ * and the watchdog is re-armed to try again within a second.  Thawing
+ * what this agent froze allocates nothing and opens nothing. */
 int freezer_thaw(struct freezer *f, struct err *e);
 /* The watchdog timer fd for the event loop, and what to do when it fires. */
 int freezer_timer_fd(const struct freezer *f);

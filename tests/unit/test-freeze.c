@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,10 +179,125 @@ static void test_empty_list_freezes_nothing(void)
 	freezer_done(&a.freezer);
 }
 
+static bool armed(const struct freezer *f)
+{
+	struct itimerspec its;
+	timerfd_gettime(freezer_timer_fd(f), &its);
+	return its.it_value.tv_sec || its.it_value.tv_nsec;
+}
+
+/* Wait for the watchdog to fire, as the main loop's poll would. */
+static bool fires(const struct freezer *f, int ms)
+{
+	struct pollfd p = {freezer_timer_fd(f), POLLIN, 0};
+	return poll(&p, 1, ms) == 1;
+}
+
+static void write_marker(void)
+{
+	char p[400];
+	snprintf(p, sizeof(p), "%s/qga.state.isfrozen", statedir);
+	FILE *m = fopen(p, "w");
+	fputs("quiesce-agent\n", m);
+	fclose(m);
+}
+
+/* Issue 10 item 4: the thaw re-read mountinfo and gave up when it could
+ * not (ENOMEM/EMFILE build up in a frozen guest), never to try again. */
+static void test_thaw_without_mount_table(void)
+{
+	struct freezer f;
+	struct err e = {0};
+	struct strlist two = {0};
+	strlist_add(&two, mnt[0]);
+	strlist_add(&two, mnt[2]);
+
+	new_freezer(&f);
+	freezer_start(&f, &e);
+	ok(freezer_freeze(&f, &two, &e) == 2 && frozen[0] && frozen[2], "froze two");
+	f.mountinfo = "/nonexistent/mountinfo";
+	int n = freezer_thaw(&f, &e);
+	ok(n == 2 && nfrozen() == 0 && !f.frozen && !marker_exists(),
+	   "mountinfo unreadable: the thaw still thaws what it froze (%d: %s)", n, n < 0 ? e.msg : "");
+	freezer_done(&f);
+
+	new_freezer(&f);
+	freezer_start(&f, &e);
+	ok(freezer_freeze(&f, NULL, &e) == NMOUNTS, "froze all");
+	struct rlimit saved, none;
+	getrlimit(RLIMIT_NOFILE, &saved);
+	int lowest = dup(0);
+	close(lowest);
+	none = saved;
+	none.rlim_cur = (rlim_t)lowest; /* no new fd can be opened */
+	setrlimit(RLIMIT_NOFILE, &none);
+	ok(open("/dev/null", O_RDONLY) < 0 && errno == EMFILE, "EMFILE for every open now");
+	n = freezer_thaw(&f, &e);
+	setrlimit(RLIMIT_NOFILE, &saved);
+	ok(n == NMOUNTS && nfrozen() == 0 && !f.frozen,
+	   "EMFILE: the thaw still thaws everything it froze (%d: %s)", n, n < 0 ? e.msg : "");
+	freezer_done(&f);
+
+	/* FITHAW itself failing: stay frozen, say so, and try again soon */
+	new_freezer(&f);
+	freezer_start(&f, &e);
+	ok(freezer_freeze(&f, &two, &e) == 2, "froze two again");
+	fail_thaw = 2;
+	n = freezer_thaw(&f, &e);
+	ok(n < 0 && strstr(e.msg, "failed to thaw") && strstr(e.msg, mnt[2]) && f.frozen &&
+		   frozen[2] && !frozen[0] && marker_exists(),
+	   "a failing FITHAW keeps us frozen, the others are thawed: %s", e.msg);
+	ok(armed(&f) && fires(&f, 3000), "and re-arms the watchdog within a second");
+	fail_thaw = -1;
+	freezer_watchdog_fired(&f);
+	ok(!f.frozen && nfrozen() == 0 && !marker_exists(), "the retry thaws the rest");
+	freezer_done(&f);
+	strlist_free(&two);
+}
+
+/* Restarted frozen (marker left behind): no fds from a freeze, so the
+ * mount points are opened at start; a thaw that still fails retries. */
+static void test_recovered_thaw(void)
+{
+	struct freezer f;
+	struct err e = {0};
+	for (int i = 0; i < NMOUNTS; i++)
+		frozen[i] = true; /* frozen by an earlier instance */
+	write_marker();
+	new_freezer(&f);
+	ok(freezer_start(&f, &e) == 0 && f.frozen, "restarted frozen");
+	f.mountinfo = "/nonexistent/mountinfo"; /* unreadable by the time of the thaw */
+	int n = freezer_thaw(&f, &e);
+	ok(n == NMOUNTS && nfrozen() == 0 && !f.frozen,
+	   "what was opened at start is thawed without the mount table (%d: %s)", n,
+	   n < 0 ? e.msg : "");
+	freezer_done(&f);
+
+	for (int i = 0; i < NMOUNTS; i++)
+		frozen[i] = true;
+	write_marker();
+	new_freezer(&f);
+	f.mountinfo = "/nonexistent/mountinfo"; /* unreadable from the start */
+	f.watchdog_ms = 50;
+	ok(freezer_start(&f, &e) == 0 && f.frozen, "restarted frozen, mount table unreadable");
+	ok(fires(&f, 3000), "the watchdog fires");
+	freezer_watchdog_fired(&f);
+	ok(f.frozen && nfrozen() == NMOUNTS && marker_exists(), "cannot thaw yet: still frozen");
+	ok(armed(&f), "and the watchdog is re-armed");
+	f.mountinfo = mountinfo;
+	ok(fires(&f, 3000), "it fires again");
+	freezer_watchdog_fired(&f);
+	ok(!f.frozen && nfrozen() == 0 && !marker_exists() && f.report.auto_thawed,
+	   "and thaws once the mount table can be read");
+	freezer_done(&f);
+}
+
 int main(void)
 {
 	setup();
 	test_empty_list_freezes_nothing();
+	test_thaw_without_mount_table();
+	test_recovered_thaw();
 
 	char cmd[400];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
