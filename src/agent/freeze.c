@@ -142,9 +142,14 @@ static int run_hook(struct freezer *f, const char *action, struct err *e)
 	record_hook(f, action, &res, started);
 	char why[128];
 	const char *fail = hook_failure(&res, why, sizeof(why));
-	if (res.output.len)
-		log_info("fsfreeze hook %s output%s:\n%.*s", action, res.truncated ? " (truncated)" : "",
-			 (int)res.output.len, res.output.data);
+	if (res.output.len) {
+		char prefix[64];
+		snprintf(prefix, sizeof(prefix), "fsfreeze hook %s output", action);
+		log_text(LOG_LVL_INFO, prefix, res.output.data, res.output.len);
+		if (res.truncated)
+			log_warn("fsfreeze hook %s: output beyond %u bytes was dropped", action,
+				 HOOK_OUTPUT_MAX);
+	}
 	if (fail)
 		log_error("fsfreeze hook %s: %s (%.3f s)", action, fail, res.seconds);
 	else

@@ -29,6 +29,7 @@
 #endif
 
 #define KILL_GRACE_MS 2000
+#define DRAIN_BUDGET (64u * 1024)
 
 int hook_check(const char *path, struct err *e)
 {
@@ -55,15 +56,20 @@ static double now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Read what the pipe holds, but at most DRAIN_BUDGET bytes: a hook that
+ * writes faster than we read would otherwise keep us here for good, and
+ * its timeout would never be looked at.  Beyond HOOK_OUTPUT_MAX the output
+ * is read and dropped, so a chatty hook never blocks on a full pipe. */
 static void drain(int fd, struct hook_result *res)
 {
 	char buf[4096];
 	ssize_t n;
-	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+	for (size_t got = 0; got < DRAIN_BUDGET && (n = read(fd, buf, sizeof(buf))) > 0;
+	     got += (size_t)n) {
 		size_t room = HOOK_OUTPUT_MAX - res->output.len;
 		size_t take = (size_t)n < room ? (size_t)n : room;
-		if (take)
-			buf_append(&res->output, buf, take);
+		if (take && buf_append(&res->output, buf, take) < 0)
+			take = 0;
 		if (take < (size_t)n)
 			res->truncated = true;
 	}

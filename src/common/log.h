@@ -19,6 +19,7 @@
 #include "err.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 
 enum log_level {
 	LOG_LVL_ERROR,
@@ -47,6 +48,16 @@ void log_release(void);
 bool log_is_held(void);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Longest piece of text one record carries (log_text). */
+#define LOG_PIECE_MAX 400
+
+/* Log a block of text (a hook's output) one record per line, each as
+ * "<prefix>: <line>".  A line longer than LOG_PIECE_MAX bytes is cut into
+ * pieces (never inside a UTF-8 sequence); every piece after the first is
+ * written as "<prefix> (continued): <piece>".  Control characters other
+ * than tab are shown as '?'.  A final newline adds no empty record. */
+void log_text(enum log_level level, const char *prefix, const char *text, size_t len);
 
 #define log_error(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LVL_WARN, __VA_ARGS__)

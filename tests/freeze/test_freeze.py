@@ -495,3 +495,49 @@ def test_watchdog_thaws_while_the_channel_cannot_be_opened(sb):
     assert ag2.proc.poll() is None, "the agent must keep retrying its channel"
     log = ag2.log_text()
     assert "will retry" in log and "the watchdog thawed 1 filesystem(s)" in log, log
+
+
+def hook_output(log, action):
+    """The freeze hook's output as the log shows it, pieces joined."""
+    lines, mark = [], "fsfreeze hook %s output" % action
+    for rec in log.splitlines():
+        if mark + ": " in rec:
+            lines.append(rec.split(mark + ": ", 1)[1])
+        elif mark + " (continued): " in rec:
+            lines[-1] += rec.split(mark + " (continued): ", 1)[1]
+    return lines
+
+
+def test_hook_that_never_stops_writing_is_killed_at_its_timeout(sb):
+    """Issue 10 item 5: the output reader read until EAGAIN, so a hook that
+    writes faster than the agent reads held it past its timeout."""
+    fs = sb.fs()
+    hook = sb.hook('[ "$1" = freeze ] && { yes qfz-loud-7 & cat /dev/zero & exec yes qfz-loud-7; }\n'
+                   "exit 0")
+    ag = sb.agent("-F%s" % hook, "--hook-timeout=2")
+    with ag.conn(timeout=60) as c:
+        desc = error_desc(freeze_list(c, fs.path))
+        assert "timed out" in desc and "killed" in desc, desc
+        assert c.cmd("guest-fsfreeze-status") == {"return": "thawed"}
+    assert wait_for(lambda: subprocess.run(["pgrep", "-f", "yes qfz-loud-[7]"],
+                                           stdout=subprocess.PIPE).stdout == b""), \
+        "the hook's process group survived its timeout"
+    assert sb.hook_calls() == ["freeze", "thaw"]
+    assert not fs.is_frozen()
+    assert "output beyond 65536 bytes was dropped" in ag.log_text()
+
+
+def test_long_hook_output_line_reaches_the_log_whole(sb):
+    """Issue 10 item 5: every log record was cut at 511 bytes, so a hook's
+    output (one record) lost all but its first line's start."""
+    fs = sb.fs()
+    hook = sb.hook('[ "$1" = freeze ] || exit 0\n'
+                   'i=0; while [ $i -lt 200 ]; do printf "%09d," $i; i=$((i+1)); done; echo\n'
+                   "echo second line")
+    ag = sb.agent("-F%s" % hook)
+    with ag.conn() as c:
+        assert freeze_list(c, fs.path) == {"return": 1}
+        assert c.cmd("guest-fsfreeze-thaw") == {"return": 1}
+    want = "".join("%09d," % i for i in range(200))
+    assert len(want) == 2000
+    assert hook_output(ag.log_text(), "freeze") == [want, "second line"]

@@ -6,7 +6,9 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,6 +24,18 @@ static const char *script(const char *name, const char *body, mode_t mode)
 	fclose(f);
 	chmod(path, mode);
 	return path;
+}
+
+/* A slow agent: while set, each read() from a pipe takes 2 ms longer, so
+ * the hook's writers (other processes) outpace it for good. */
+static bool slow_pipe_reads;
+
+ssize_t read(int fd, void *buf, size_t n)
+{
+	struct stat st;
+	if (slow_pipe_reads && fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
+		usleep(2000);
+	return syscall(SYS_read, fd, buf, n);
 }
 
 static double now(void)
@@ -90,6 +104,42 @@ int main(void)
 	hook_run(p, "freeze", 5000, &r, &e);
 	ok(r.output.len == HOOK_OUTPUT_MAX && r.truncated, "output is capped at %u bytes",
 	   HOOK_OUTPUT_MAX);
+	buf_free(&r.output);
+
+	/* Issue 10 item 5: reading until EAGAIN never ended for a hook that
+	 * never stops writing, so its timeout never came. */
+	p = script("yes.sh", "cat /dev/zero & cat /dev/zero & exec yes qfz-unit-loud", 0755);
+	/* A loaded guest: the agent reads slower than the hook writes (see
+	 * read() above), so the pipe is never empty.  The reader must stop on
+	 * its own budget, not wait for EAGAIN.  In a child, which a hang does
+	 * not take down with the test. */
+	t0 = now();
+	pid_t kid = fork();
+	if (kid == 0) {
+		slow_pipe_reads = true;
+		hook_run(p, "freeze", 300, &r, &e);
+		_exit(r.timed_out && r.output.len == HOOK_OUTPUT_MAX && r.truncated ? 0 : 1);
+	}
+	int st = -1;
+	while (waitpid(kid, &st, WNOHANG) == 0 && now() - t0 < 15)
+		usleep(10000);
+	took = now() - t0;
+	if (took >= 15) {
+		kill(kid, SIGKILL);
+		waitpid(kid, &st, 0);
+		(void)system("pkill -f 'yes qfz-unit-lou[d]'; pkill -f 'cat /dev/zer[o]'");
+	}
+	ok(WIFEXITED(st) && WEXITSTATUS(st) == 0 && took < 10,
+	   "a hook that never stops writing is killed at its timeout, its output capped (%.2f s)",
+	   took);
+	gone = false;
+	for (int i = 0; i < 500 && !gone; i++) {
+		gone = system("pgrep -f 'yes qfz-unit-lou[d]' >/dev/null") != 0 &&
+		       system("pgrep -f 'cat /dev/zer[o]' >/dev/null") != 0;
+		if (!gone)
+			usleep(10000);
+	}
+	ok(gone, "and its process group is gone");
 	buf_free(&r.output);
 
 	p = script("world.sh", "exit 0", 0757);
