@@ -66,6 +66,7 @@ void freezer_init(struct freezer *f)
 		.mountinfo = "/proc/self/mountinfo",
 		.ops = &freeze_ops_ioctl,
 		.timerfd = -1,
+		.pipe = {-1, -1},
 	};
 }
 
@@ -129,12 +130,39 @@ static void record_hook(struct freezer *f, const char *action, const struct hook
 									 : -1;
 }
 
+int freezer_output_fd(const struct freezer *f)
+{
+	return hook_pipe_fd(&f->pipe);
+}
+
+void freezer_output_ready(struct freezer *f)
+{
+	char buf[16384], prefix[64];
+	snprintf(prefix, sizeof(prefix), "fsfreeze hook %s output (background)",
+		 f->last_action ? f->last_action : "");
+	for (int i = 0; i < 4; i++) { /* 64 KiB per wake-up, like a hook run */
+		ssize_t n = hook_pipe_read(&f->pipe, buf, sizeof(buf));
+		if (n <= 0)
+			return;
+		size_t room = f->late_bytes < HOOK_OUTPUT_MAX ? HOOK_OUTPUT_MAX - f->late_bytes : 0;
+		size_t keep = (size_t)n < room ? (size_t)n : room;
+		if (keep)
+			log_text(LOG_LVL_INFO, prefix, buf, keep);
+		if (keep < (size_t)n && room)
+			log_warn("%s beyond %u bytes is dropped", prefix, HOOK_OUTPUT_MAX);
+		f->late_bytes += (size_t)n;
+	}
+}
+
 /* Run the hook; 0 if it succeeded, else -EIO with qemu-ga's text in e. */
 static int run_hook(struct freezer *f, const char *action, struct err *e)
 {
 	struct hook_result res;
+	freezer_output_ready(f); /* what came late from the previous run is its own */
+	f->last_action = action;
+	f->late_bytes = 0;
 	int64_t started = realtime_ns();
-	int r = hook_run(f->hook, action, f->hook_timeout_ms, &res, e);
+	int r = hook_run(&f->pipe, f->hook, action, f->hook_timeout_ms, &res, e);
 	if (r < 0) {
 		record_hook(f, action, NULL, started);
 		return r;
@@ -521,6 +549,7 @@ void freezer_done(struct freezer *f)
 		close(f->timerfd);
 	f->timerfd = -1;
 	held_free(f);
+	hook_pipe_close(&f->pipe);
 }
 
 struct json_object *freezer_report_json(const struct freezer *f)

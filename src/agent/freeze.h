@@ -21,6 +21,7 @@
 #define QUIESCE_FREEZE_H
 
 #include "err.h"
+#include "hook.h"
 #include "strlist.h"
 
 #include <stdbool.h>
@@ -77,6 +78,9 @@ struct freezer {
 	size_t nheld;
 	bool hold_complete;         /* held covers every filesystem that may be frozen */
 	int timerfd;
+	struct hook_pipe pipe;      /* hook output; outlives each hook run */
+	const char *last_action;    /* of the last hook run, for its late output */
+	size_t late_bytes;          /* read from the pipe since that run */
 	struct freeze_report report;
 };
 
@@ -103,6 +107,11 @@ int freezer_thaw(struct freezer *f, struct err *e);
 /* The watchdog timer fd for the event loop, and what to do when it fires. */
 int freezer_timer_fd(const struct freezer *f);
 void freezer_watchdog_fired(struct freezer *f);
+/* The hook output pipe for the event loop (-1: none yet), and what to do
+ * when it is readable: log what background children of a hook wrote after
+ * it returned (at most 64 KiB per wake-up, HOOK_OUTPUT_MAX per hook run). */
+int freezer_output_fd(const struct freezer *f);
+void freezer_output_ready(struct freezer *f);
 /* Agent exit: thaw if frozen, run an owed thaw hook. */
 void freezer_shutdown(struct freezer *f);
 

@@ -127,32 +127,69 @@ static int wait_exit(pid_t pid, int pidfd, int out, double deadline, struct hook
 	}
 }
 
-int hook_run(const char *path, const char *action, int timeout_ms, struct hook_result *res,
-	     struct err *e)
+void hook_pipe_init(struct hook_pipe *p)
+{
+	p->rd = p->wr = -1;
+}
+
+void hook_pipe_close(struct hook_pipe *p)
+{
+	if (p->rd >= 0)
+		(void)close(p->rd);
+	if (p->wr >= 0)
+		(void)close(p->wr);
+	hook_pipe_init(p);
+}
+
+int hook_pipe_fd(const struct hook_pipe *p)
+{
+	return p->rd;
+}
+
+ssize_t hook_pipe_read(struct hook_pipe *p, char *buf, size_t cap)
+{
+	if (p->rd < 0)
+		return 0;
+	ssize_t n = read(p->rd, buf, cap);
+	return n < 0 ? (errno == EAGAIN || errno == EINTR ? 0 : -errno) : n;
+}
+
+/* Create the pipe on first use.  Only the read end is non-blocking: the
+ * hook's writes must block on a full pipe, never fail with EAGAIN. */
+static int pipe_open(struct hook_pipe *p, struct err *e)
+{
+	if (p->rd >= 0)
+		return 0;
+	int fds[2];
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return err_sys(e, -errno, "cannot create pipe FDs");
+	(void)fcntl(fds[0], F_SETFL, O_NONBLOCK);
+	p->rd = fds[0];
+	p->wr = fds[1];
+	return 0;
+}
+
+int hook_run(struct hook_pipe *p, const char *path, const char *action, int timeout_ms,
+	     struct hook_result *res, struct err *e)
 {
 	*res = (struct hook_result){.output = BUF_INIT};
-	int p[2];
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return err_sys(e, -errno, "cannot create pipe FDs");
+	int r = pipe_open(p, e);
+	if (r < 0)
+		return r;
 	double start = now();
 	pid_t pid;
-	int r = spawn(path, action, p[1], &pid);
-	close(p[1]);
-	if (r < 0) {
-		close(p[0]);
+	r = spawn(path, action, p->wr, &pid);
+	if (r < 0)
 		return err_sys(e, r, "failed to execute fsfreeze hook '%s'", path);
-	}
-	_cleanup_close_ int out = p[0];
-	(void)fcntl(out, F_SETFL, O_NONBLOCK);
 	_cleanup_close_ int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 
-	if (!wait_exit(pid, pidfd, out, start + timeout_ms / 1000.0, res)) {
+	if (!wait_exit(pid, pidfd, p->rd, start + timeout_ms / 1000.0, res)) {
 		res->timed_out = true;
 		(void)kill(-pid, SIGKILL); /* the whole process group */
 		if (!wait_exit(pid, pidfd, -1, now() + KILL_GRACE_MS / 1000.0, res))
 			log_error("fsfreeze hook (pid %d) survived SIGKILL", (int)pid);
 	}
-	drain(out, res);
+	drain(p->rd, res);
 	res->seconds = now() - start;
 	return 0;
 }

@@ -4,8 +4,9 @@
  *
  * One thread, one poll() over every fd: a signalfd (SIGTERM/SIGINT to stop,
  * SIGIO for "the virtio-serial host came back"), the channel (when it is
- * open; --retry-path retries are a deadline of the same poll) and the
- * freeze watchdog's timer, so no state has a wait of its own.  Input is
+ * open; --retry-path retries are a deadline of the same poll), the freeze
+ * watchdog's timer and the hook output pipe (background children of a hook
+ * write there after it returned), so no state has a wait of its own.  Input is
  * read in 4 KiB chunks and cut into messages by jstream; each message is
  * answered by rpc, in order, into an output buffer that is written without
  * ever blocking, so a host that stops reading cannot wedge the agent.
@@ -272,8 +273,10 @@ static int run(struct agent *a, const struct agent_options *o, int sigfd, struct
 	int r = l.js ? 0 : -ENOMEM;
 
 	while (r == 0 && (r = try_open(&l)) == 0) {
-		struct pollfd pfd[3] = {
-			{sigfd, POLLIN, 0}, {-1, 0, 0}, {freezer_timer_fd(&a->freezer), POLLIN, 0}};
+		struct pollfd pfd[4] = {{sigfd, POLLIN, 0},
+					{-1, 0, 0},
+					{freezer_timer_fd(&a->freezer), POLLIN, 0},
+					{freezer_output_fd(&a->freezer), POLLIN, 0}};
 		int timeout = -1;
 		if (l.ch) {
 			chan_prepare(l.ch, &pfd[1], l.out.len < OUT_HIGH, l.out.len > 0, &timeout);
@@ -281,12 +284,14 @@ static int run(struct agent *a, const struct agent_options *o, int sigfd, struct
 			int64_t left = l.retry_at - now_ms();
 			timeout = left < 0 ? 0 : (int)left;
 		}
-		if (poll(pfd, 3, timeout) < 0 && errno != EINTR) {
+		if (poll(pfd, 4, timeout) < 0 && errno != EINTR) {
 			r = -errno;
 			break;
 		}
 		if (pfd[2].revents)
 			freezer_watchdog_fired(&a->freezer);
+		if (pfd[3].revents)
+			freezer_output_ready(&a->freezer);
 		if (pfd[0].revents) {
 			int sig = read_signals(sigfd, l.ch);
 			if (sig) {

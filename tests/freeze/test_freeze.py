@@ -541,3 +541,19 @@ def test_long_hook_output_line_reaches_the_log_whole(sb):
     want = "".join("%09d," % i for i in range(200))
     assert len(want) == 2000
     assert hook_output(ag.log_text(), "freeze") == [want, "second line"]
+
+
+def test_background_child_of_a_hook_can_write_after_the_hook_returned(sb):
+    """Issue 10 item 9: the agent closed the hook's output pipe when the hook
+    exited, so a background child (a lock holder) that wrote later died of
+    SIGPIPE.  Now the pipe outlives the hook and what arrives is logged."""
+    fs = sb.fs()
+    alive = sb.dir / "alive"
+    hook = sb.hook('[ "$1" = freeze ] && { (sleep 1; echo late; echo alive > %s) & }\nexit 0' % alive)
+    ag = sb.agent("-F%s" % hook)
+    with ag.conn() as c:
+        assert freeze_list(c, fs.path) == {"return": 1}
+        assert wait_for(alive.exists, timeout=10), "the hook's background child died writing"
+        assert c.cmd("guest-fsfreeze-thaw") == {"return": 1}
+    assert wait_for(lambda: "fsfreeze hook freeze output (background): late" in ag.log_text())
+    assert sb.hook_calls() == ["freeze", "thaw"]

@@ -38,6 +38,16 @@ ssize_t read(int fd, void *buf, size_t n)
 	return syscall(SYS_read, fd, buf, n);
 }
 
+/* A fresh output pipe for each case: leftovers never mix. */
+static struct hook_pipe hp = {-1, -1};
+
+static int run(const char *path, const char *action, int timeout_ms, struct hook_result *r,
+	       struct err *e)
+{
+	hook_pipe_close(&hp);
+	return hook_run(&hp, path, action, timeout_ms, r, e);
+}
+
 static double now(void)
 {
 	struct timespec ts;
@@ -55,7 +65,7 @@ int main(void)
 
 	const char *p = script("ok.sh", "echo \"action=$1\"; echo err >&2", 0755);
 	ok(hook_check(p, &e) == 0, "a root-owned 0755 hook passes the check");
-	ok(hook_run(p, "freeze", 5000, &r, &e) == 0 && WIFEXITED(r.status) &&
+	ok(run(p, "freeze", 5000, &r, &e) == 0 && WIFEXITED(r.status) &&
 		   WEXITSTATUS(r.status) == 0 && !hook_failure(&r, why, sizeof(why)),
 	   "hook succeeds");
 	ok(r.output.len && strstr(r.output.data, "action=freeze") && strstr(r.output.data, "err"),
@@ -63,20 +73,20 @@ int main(void)
 	buf_free(&r.output);
 
 	p = script("fail.sh", "exit 3", 0755);
-	hook_run(p, "thaw", 5000, &r, &e);
+	run(p, "thaw", 5000, &r, &e);
 	is_str(hook_failure(&r, why, sizeof(why)), "fsfreeze hook has failed with status 3",
 	       "non-zero exit: qemu-ga 7.2's text");
 	buf_free(&r.output);
 
 	p = script("kill.sh", "kill -9 $$", 0755);
-	hook_run(p, "freeze", 5000, &r, &e);
+	run(p, "freeze", 5000, &r, &e);
 	is_str(hook_failure(&r, why, sizeof(why)), "fsfreeze hook has terminated abnormally",
 	       "killed by a signal");
 	buf_free(&r.output);
 
 	p = script("hang.sh", "sleep 60.123 & sleep 61.123", 0755);
 	double t0 = now();
-	hook_run(p, "freeze", 300, &r, &e);
+	run(p, "freeze", 300, &r, &e);
 	double took = now() - t0;
 	ok(r.timed_out && took < 3, "a hanging hook is stopped at the timeout (%.2f s)", took);
 	ok(hook_failure(&r, why, sizeof(why)) && strstr(why, "timed out"), "timeout text: %s", why);
@@ -92,7 +102,7 @@ int main(void)
 
 	p = script("bg.sh", "sleep 62 &\necho started", 0755);
 	t0 = now();
-	hook_run(p, "freeze", 5000, &r, &e);
+	run(p, "freeze", 5000, &r, &e);
 	took = now() - t0;
 	ok(!r.timed_out && took < 2 && WIFEXITED(r.status),
 	   "a background child holding stdout does not keep us waiting (%.2f s)", took);
@@ -101,7 +111,7 @@ int main(void)
 	(void)system("pkill -f 'sleep 62$'");
 
 	p = script("loud.sh", "head -c 200000 /dev/zero | tr '\\0' x", 0755);
-	hook_run(p, "freeze", 5000, &r, &e);
+	run(p, "freeze", 5000, &r, &e);
 	ok(r.output.len == HOOK_OUTPUT_MAX && r.truncated, "output is capped at %u bytes",
 	   HOOK_OUTPUT_MAX);
 	buf_free(&r.output);
@@ -117,7 +127,7 @@ int main(void)
 	pid_t kid = fork();
 	if (kid == 0) {
 		slow_pipe_reads = true;
-		hook_run(p, "freeze", 300, &r, &e);
+		run(p, "freeze", 300, &r, &e);
 		_exit(r.timed_out && r.output.len == HOOK_OUTPUT_MAX && r.truncated ? 0 : 1);
 	}
 	int st = -1;
@@ -153,6 +163,7 @@ int main(void)
 	ok(hook_check(missing, &e) == -ENOENT, "missing hook refused: %s", e.msg);
 	ok(hook_check(dir, &e) < 0, "a directory is refused: %s", e.msg);
 
+	hook_pipe_close(&hp);
 	char cmd[400];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	(void)system(cmd);
