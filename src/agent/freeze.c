@@ -77,11 +77,15 @@ static void marker_path(const struct freezer *f, char *buf, size_t len)
 	snprintf(buf, len, "%s/%s", f->statedir, MARKER);
 }
 
+/* A fresh file, never through what is there already: a symlink (or a hard
+ * link) planted at the marker's name must not make us write elsewhere. */
 static int marker_write(struct freezer *f, struct err *e)
 {
 	char path[4096];
 	marker_path(f, path, sizeof(path));
-	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	(void)unlink(path);
+	_cleanup_close_ int fd =
+		open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return err_sys(e, -errno, "failed to create state file '%s'", path);
 	const char *text = f->thaw_hook_owed ? "quiesce-agent\nthaw-hook-owed\n" : "quiesce-agent\n";
@@ -155,14 +159,15 @@ void freezer_output_ready(struct freezer *f)
 }
 
 /* Run the hook; 0 if it succeeded, else -EIO with qemu-ga's text in e. */
-static int run_hook(struct freezer *f, const char *action, struct err *e)
+static int run_hook(struct freezer *f, const struct hook_file *hf, const char *action,
+		    struct err *e)
 {
 	struct hook_result res;
 	freezer_output_ready(f); /* what came late from the previous run is its own */
 	f->last_action = action;
 	f->late_bytes = 0;
 	int64_t started = realtime_ns();
-	int r = hook_run(&f->pipe, f->hook, action, f->hook_timeout_ms, &res, e);
+	int r = hook_run(&f->pipe, hf, action, f->hook_timeout_ms, &res, e);
 	if (r < 0) {
 		record_hook(f, action, NULL, started);
 		return r;
@@ -192,7 +197,18 @@ static int settle_hook(struct freezer *f, struct err *e)
 	if (!f->thaw_hook_owed)
 		return 0;
 	f->thaw_hook_owed = false;
-	return run_hook(f, "thaw", e);
+	if (!f->hook) { /* owed by an earlier instance that had one */
+		log_warn("a thaw hook is owed, but no fsfreeze hook is configured");
+		return 0;
+	}
+	struct hook_file hf;
+	int r = hook_open(f->hook, &hf, e);
+	if (r == 0)
+		r = run_hook(f, &hf, "thaw", e);
+	else
+		record_hook(f, "thaw", NULL, realtime_ns());
+	hook_close(&hf);
+	return r;
 }
 
 /* ---- kernel freeze/thaw ------------------------------------------------ */
@@ -395,7 +411,9 @@ int freezer_freeze(struct freezer *f, const struct strlist *mountpoints, struct 
 	int r = select_targets(f, mountpoints, &targets, e);
 	if (r < 0)
 		return r;
-	if (f->hook && (r = hook_check(f->hook, e)) < 0) {
+	/* opened and checked once: the freeze hook that runs is this file */
+	struct hook_file hf = {.fd = -1};
+	if (f->hook && (r = hook_open(f->hook, &hf, e)) < 0) {
 		mounts_free(&targets);
 		return r;
 	}
@@ -403,11 +421,14 @@ int freezer_freeze(struct freezer *f, const struct strlist *mountpoints, struct 
 	f->thaw_hook_owed = f->hook != NULL;
 	if ((r = marker_write(f, e)) < 0) {
 		f->thaw_hook_owed = false;
+		hook_close(&hf);
 		mounts_free(&targets);
 		return r;
 	}
 	log_info("guest-fsfreeze called");
-	if (f->hook && (r = run_hook(f, "freeze", e)) < 0) {
+	r = f->hook ? run_hook(f, &hf, "freeze", e) : 0;
+	hook_close(&hf);
+	if (r < 0) {
 		struct err ignored;
 		settle_hook(f, &ignored);
 		marker_remove(f);
@@ -516,8 +537,13 @@ int freezer_start(struct freezer *f, struct err *e)
 		return err_sys(e, -errno, "cannot create the watchdog timer");
 	char path[4096];
 	marker_path(f, path, sizeof(path));
-	_cleanup_fclose_ FILE *m = fopen(path, "re");
+	/* O_NOFOLLOW: a symlink there is not ours; it is not read through
+	 * (ELOOP: "cannot tell", so frozen, and the thaw removes the link) */
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	_cleanup_fclose_ FILE *m = fd >= 0 ? fdopen(fd, "r") : NULL;
 	int err = errno;
+	if (fd >= 0 && !m)
+		(void)close(fd);
 	if (!m && err == ENOENT)
 		return 0;
 	/* Frozen: from here on nothing may write to a guest filesystem, not

@@ -34,8 +34,23 @@ struct hook_result {
 	bool truncated;      /* more output was discarded */
 };
 
-/* Check that the hook may be run: a regular executable file, owned by root
- * or by us, not writable by group or others.  Errors name the problem. */
+/* A hook opened once and checked: what hook_run() runs. */
+struct hook_file {
+	int fd;           /* O_PATH fd of the checked file; -1: none */
+	const char *path; /* as configured (borrowed): argv[0], $0 of a script */
+	dev_t dev;
+	ino_t ino;
+	bool script;      /* starts with "#!": run by path, see hook.c */
+};
+
+/* Open the hook and check that it may be run: a regular executable file,
+ * owned by root or by us, not writable by group or others, and every
+ * directory on the way to it (through symlinks too) owned by root or us
+ * and not writable by group or others (sticky ones aside).  Errors name
+ * the problem, in qemu-ga's words where it has them. */
+int hook_open(const char *path, struct hook_file *ret, struct err *e);
+void hook_close(struct hook_file *h);
+/* hook_open() + hook_close(): only the check. */
 int hook_check(const char *path, struct err *e);
 
 /* The pipe every hook writes into; created by the first hook_run(). */
@@ -50,11 +65,13 @@ int hook_pipe_fd(const struct hook_pipe *p);
 /* Non-blocking read of what arrived: bytes read (0: nothing), or -errno. */
 ssize_t hook_pipe_read(struct hook_pipe *p, char *buf, size_t cap);
 
-/* Run `path action` with its output into p, waiting at most timeout_ms.
+/* Run `hook action` with its output into p, waiting at most timeout_ms.
+ * What runs is the file hook_open() checked: a binary through its fd; a
+ * script by its path, refused if that no longer names the checked file.
  * Returns 0 when the hook ran (look at res for how it ended), or a negative
  * errno if it could not be started.  res->output must be freed with
  * buf_free(). */
-int hook_run(struct hook_pipe *p, const char *path, const char *action, int timeout_ms,
+int hook_run(struct hook_pipe *p, const struct hook_file *h, const char *action, int timeout_ms,
 	     struct hook_result *res, struct err *e);
 
 /* One line describing how the hook ended: qemu-ga 7.2's error text on

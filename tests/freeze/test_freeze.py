@@ -557,3 +557,22 @@ def test_background_child_of_a_hook_can_write_after_the_hook_returned(sb):
         assert c.cmd("guest-fsfreeze-thaw") == {"return": 1}
     assert wait_for(lambda: "fsfreeze hook freeze output (background): late" in ag.log_text())
     assert sb.hook_calls() == ["freeze", "thaw"]
+
+
+def test_hook_in_a_directory_writable_by_others_is_refused(sb):
+    """Issue 10 item 8: only the hook file was checked; anyone who can write
+    to a directory on its path could put another file there."""
+    fs = sb.fs()
+    d = sb.dir / "open-dir"
+    d.mkdir()
+    os.chmod(d, 0o777)
+    hook = d / "hook.sh"
+    hook.write_text("#!/bin/sh\necho \"$1\" >> %s\n" % sb.calls)
+    os.chmod(hook, 0o755)
+    ag = sb.agent("-F%s" % hook)
+    with ag.conn() as c:
+        desc = error_desc(freeze_list(c, fs.path))
+        assert "directory '%s' is writable by group or others" % d in desc, desc
+        assert c.cmd("guest-fsfreeze-status") == {"return": "thawed"}
+    assert sb.hook_calls() == []
+    assert not fs.is_frozen() and not marker(ag).exists()

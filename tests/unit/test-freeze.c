@@ -292,12 +292,64 @@ static void test_recovered_thaw(void)
 	freezer_done(&f);
 }
 
+static bool file_is(const char *path, const char *want)
+{
+	char got[64] = "";
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return false;
+	size_t n = fread(got, 1, sizeof(got) - 1, f);
+	got[n] = '\0';
+	fclose(f);
+	return !strcmp(got, want);
+}
+
+/* Issue 10 item 8: the marker was written with O_TRUNC through whatever
+ * was at its name, and read through it at start. */
+static void test_marker_symlink_is_not_followed(void)
+{
+	struct freezer f;
+	struct err e = {0};
+	char victim[400], mpath[400];
+	struct stat st;
+	snprintf(victim, sizeof(victim), "%s/victim", dir);
+	snprintf(mpath, sizeof(mpath), "%s/qga.state.isfrozen", statedir);
+	FILE *v = fopen(victim, "w");
+	fputs("precious\n", v);
+	fclose(v);
+
+	new_freezer(&f);
+	freezer_start(&f, &e);
+	symlink(victim, mpath);
+	struct strlist one = {0};
+	strlist_add(&one, mnt[1]);
+	ok(freezer_freeze(&f, &one, &e) == 1, "froze with a symlink planted at the marker's name");
+	ok(file_is(victim, "precious\n"), "the file it points to is untouched");
+	ok(lstat(mpath, &st) == 0 && S_ISREG(st.st_mode), "the marker is a regular file of its own");
+	ok(freezer_thaw(&f, &e) == 1 && lstat(mpath, &st) < 0 && file_is(victim, "precious\n"),
+	   "thawed, marker gone, the other file still there");
+	freezer_done(&f);
+	strlist_free(&one);
+
+	v = fopen(victim, "w");
+	fputs("thaw-hook-owed\n", v);
+	fclose(v);
+	symlink(victim, mpath);
+	new_freezer(&f);
+	ok(freezer_start(&f, &e) == 0 && f.frozen, "a symlinked marker at start: cannot tell, so frozen");
+	ok(!f.thaw_hook_owed, "but what it points to is not read (no thaw hook owed from it)");
+	ok(freezer_thaw(&f, &e) == 0 && lstat(mpath, &st) < 0 && file_is(victim, "thaw-hook-owed\n"),
+	   "the thaw removes the link, not its target");
+	freezer_done(&f);
+}
+
 int main(void)
 {
 	setup();
 	test_empty_list_freezes_nothing();
 	test_thaw_without_mount_table();
 	test_recovered_thaw();
+	test_marker_symlink_is_not_followed();
 
 	char cmd[400];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);

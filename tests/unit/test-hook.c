@@ -41,11 +41,108 @@ ssize_t read(int fd, void *buf, size_t n)
 /* A fresh output pipe for each case: leftovers never mix. */
 static struct hook_pipe hp = {-1, -1};
 
+static int run_file(const struct hook_file *h, const char *action, int timeout_ms,
+		    struct hook_result *r, struct err *e)
+{
+	hook_pipe_close(&hp);
+	*r = (struct hook_result){.output = BUF_INIT};
+	return hook_run(&hp, h, action, timeout_ms, r, e);
+}
+
 static int run(const char *path, const char *action, int timeout_ms, struct hook_result *r,
 	       struct err *e)
 {
-	hook_pipe_close(&hp);
-	return hook_run(&hp, path, action, timeout_ms, r, e);
+	struct hook_file h;
+	int ret = hook_open(path, &h, e);
+	if (ret == 0)
+		ret = run_file(&h, action, timeout_ms, r, e);
+	else
+		*r = (struct hook_result){.output = BUF_INIT};
+	hook_close(&h);
+	return ret;
+}
+
+static const char *path_in(const char *rel)
+{
+	static char buf[4][300];
+	static int i;
+	char *p = buf[i++ % 4];
+	snprintf(p, 300, "%s/%s", dir, rel);
+	return p;
+}
+
+/* Issue 10 item 8: the hook was checked by path (stat, access) and
+ * executed by path later; nothing checked the directories on the way. */
+static void test_what_runs_is_what_was_checked(void)
+{
+	struct hook_result r;
+	struct hook_file h;
+	struct err e;
+	char link[300];
+
+	mkdir(path_in("ww"), 0755);
+	chmod(path_in("ww"), 0777);
+	const char *p = script("ww/hook.sh", "exit 0", 0755);
+	ok(hook_check(p, &e) == -EPERM && strstr(e.msg, "directory '") &&
+		   strstr(e.msg, "/ww' is writable by group or others"),
+	   "a hook in a world-writable directory is refused: %s", e.msg);
+
+	mkdir(path_in("sticky"), 0755);
+	chmod(path_in("sticky"), 01777);
+	p = script("sticky/hook.sh", "exit 0", 0755);
+	ok(hook_check(p, &e) == 0, "a root-owned hook in a sticky directory (/tmp) is fine: %s",
+	   e.msg);
+	mkdir(path_in("real"), 0755);
+	const char *real = script("real/ok.sh", "echo \"zero=$0\"", 0755);
+	snprintf(link, sizeof(link), "%s", path_in("sticky/link"));
+	symlink(real, link);
+	ok(hook_check(link, &e) == 0, "a root-owned symlink there to a good hook is fine: %s", e.msg);
+	lchown(link, 65534, 65534);
+	ok(hook_check(link, &e) == -EPERM && strstr(e.msg, "owned by uid 65534"),
+	   "a symlink owned by another user in a sticky directory is refused: %s", e.msg);
+
+	snprintf(link, sizeof(link), "%s", path_in("link-to-real"));
+	symlink(real, link);
+	ok(run(link, "freeze", 5000, &r, &e) == 0 && WIFEXITED(r.status) &&
+		   WEXITSTATUS(r.status) == 0,
+	   "a symlinked hook runs: %s", e.msg);
+	char want[400];
+	snprintf(want, sizeof(want), "zero=%s\n", link);
+	is_str(r.output.data, want, "a script's $0 is the configured path (dirname \"$0\" works)");
+	buf_free(&r.output);
+	mkdir(path_in("sub"), 0755);
+	symlink("../real/ok.sh", path_in("sub/rel"));
+	ok(hook_check(path_in("sub/rel"), &e) == 0, "a relative symlink with '..' is followed: %s",
+	   e.msg);
+	symlink(path_in("ww/hook.sh"), path_in("link-to-ww"));
+	ok(hook_check(path_in("link-to-ww"), &e) == -EPERM && strstr(e.msg, "/ww' is writable"),
+	   "a symlink into a world-writable directory is refused: %s", e.msg);
+
+	/* swapped between the check and the exec */
+	char ran[300], cmd[700];
+	snprintf(ran, sizeof(ran), "%s/swapped-in-ran", dir);
+	p = script("swap.sh", "exit 0", 0755);
+	ok(hook_open(p, &h, &e) == 0, "checked a script");
+	char body[400];
+	snprintf(body, sizeof(body), "touch %s", ran);
+	script("new.sh", body, 0755);
+	rename(path_in("new.sh"), p);
+	ok(run_file(&h, "freeze", 5000, &r, &e) == -ESTALE && strstr(e.msg, "replaced after it was checked"),
+	   "a script replaced after the check is refused: %s", e.msg);
+	ok(access(ran, F_OK) < 0, "and the replacement did not run");
+	buf_free(&r.output);
+	hook_close(&h);
+
+	snprintf(cmd, sizeof(cmd), "cp /bin/true %s/elf && cp /bin/false %s/elf-new", dir, dir);
+	(void)system(cmd);
+	ok(hook_open(path_in("elf"), &h, &e) == 0 && !h.script, "checked a binary");
+	rename(path_in("elf-new"), path_in("elf"));
+	ok(run_file(&h, "freeze", 5000, &r, &e) == 0 && WIFEXITED(r.status) &&
+		   WEXITSTATUS(r.status) == 0,
+	   "a binary replaced after the check: the checked one runs (exit %d)",
+	   WIFEXITED(r.status) ? WEXITSTATUS(r.status) : -1);
+	buf_free(&r.output);
+	hook_close(&h);
 }
 
 static double now(void)
@@ -162,6 +259,8 @@ int main(void)
 	snprintf(missing, sizeof(missing), "%s/missing", dir);
 	ok(hook_check(missing, &e) == -ENOENT, "missing hook refused: %s", e.msg);
 	ok(hook_check(dir, &e) < 0, "a directory is refused: %s", e.msg);
+
+	test_what_runs_is_what_was_checked();
 
 	hook_pipe_close(&hp);
 	char cmd[400];
