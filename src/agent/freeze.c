@@ -7,14 +7,19 @@
  * settles that debt exactly once (settle_hook()).
  *
  * Order of a freeze:
- *   1. validate the freeze list (before anything has an effect);
- *   2. check the hook file;
+ *   1. validate the freeze list (before anything has an effect; an empty
+ *      list ends here: 0);
+ *   2. open and check the hook file (the one that runs);
  *   3. write the marker (owes the thaw hook if there is a hook);
  *   4. run the freeze hook (failure: thaw hook, remove marker, error);
- *   5. hold the log, FIFREEZE in reverse mount order;
- *   6. error: thaw what we froze, release log, thaw hook, error;
+ *   5. hold the log, FIFREEZE in reverse mount order, keeping the fds;
+ *   6. error: thaw what we froze, release log, thaw hook, error (if that
+ *      thaw fails too: stay frozen, the watchdog retries);
  *      nothing frozen: release log, thaw hook, 0;
  *      else arm the watchdog and report the count.
+ * A thaw: FITHAW on the kept fds, then on whatever else the mount table
+ * lists; then the marker, the log and the thaw hook.  If a kept fs stays
+ * frozen, so do we, and the watchdog retries within a second.
  */
 #include "freeze.h"
 
@@ -389,8 +394,7 @@ static int freeze_mounts(struct freezer *f, const struct mount_list *l, struct e
 		if (fd >= 0 && (r == -EOPNOTSUPP || r == -EBUSY))
 			continue; /* cannot be frozen / already frozen: skipped, as qemu-ga */
 		struct err ignored;
-		(void)thaw_held(f, &ignored);
-		held_free(f);
+		(void)thaw_held(f, &ignored); /* frees what it thawed; keeps what it could not */
 		return err_sys(e, r, fd < 0 ? "failed to open %s" : "failed to freeze %s", dir);
 	}
 	if (n == 0)
@@ -441,6 +445,14 @@ int freezer_freeze(struct freezer *f, const struct strlist *mountpoints, struct 
 	f->frozen = true;
 	r = freeze_mounts(f, &targets, e);
 	mounts_free(&targets);
+	if (r < 0 && f->held) {
+		/* undoing the failed freeze failed too: stay frozen (marker, thaw
+		 * hook owed) and let the watchdog retry the thaw */
+		f->hold_complete = true;
+		if (f->watchdog_ms > 0)
+			watchdog_set(f, f->watchdog_ms < RETRY_THAW_MS ? f->watchdog_ms : RETRY_THAW_MS);
+		return r;
+	}
 	if (r > 0) {
 		f->report.frozen_ns = realtime_ns();
 		f->report.filesystems = r;

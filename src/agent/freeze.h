@@ -10,7 +10,10 @@
  *   timed-out freeze hook, a failed freeze, a freeze of nothing, a thaw, the
  *   watchdog, or agent shutdown; and never when no freeze hook ran;
  * - a watchdog thaws by itself if no thaw comes in time after freezing;
- * - hooks have a timeout; a hook must not be writable by others;
+ * - hooks have a timeout; a hook (or a directory on its way) must not be
+ *   writable by others, and the file checked is the file that runs;
+ * - the thaw needs no memory, mount table or new fd for what we froze, and
+ *   a thaw that fails is retried by the watchdog;
  * - freeze-list rejects paths that are not mount points, before any hook;
  * - nothing is written to guest filesystems while frozen (log is held).
  * The marker file (qemu-ga's name, so either agent recognises it) exists

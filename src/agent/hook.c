@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
- * hook: fsfreeze hook execution with a timeout (see hook.h).
+ * hook: the fsfreeze hook, opened and checked once, then run with a
+ * timeout (see hook.h).  Three parts: the walk that opens and checks it,
+ * the spawn that runs what was checked, and the wait.
  *
  * Waiting uses a pidfd (Linux 5.3+), polled together with the output pipe,
  * so we wake the moment the hook exits; on older kernels we fall back to
- * polling waitpid(WNOHANG) every millisecond.
+ * polling waitpid(WNOHANG) every millisecond.  The pipe is read in slices
+ * of at most DRAIN_BUDGET bytes between looks at the clock.
  */
 #include "hook.h"
 

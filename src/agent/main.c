@@ -324,7 +324,7 @@ int main(int argc, char **argv)
 	 * message may be written anywhere: the log file, stderr or the pidfile
 	 * may be on one of them, and a write there blocks for good. */
 	log_hold();
-	a.freezer.timerfd = -1;
+	freezer_init(&a.freezer);
 
 	int r = options_parse(&o, argc, argv, &e);
 	if (r < 0) {
@@ -350,7 +350,6 @@ int main(int argc, char **argv)
 	a.blocked = o.block_rpcs;
 	a.allowed = o.allow_rpcs;
 	a.os_release = getenv("QGA_OS_RELEASE");
-	freezer_init(&a.freezer);
 	/* Tests only: the mount table freezing works from, so that a test of
 	 * "all filesystems" can never reach this machine's own. */
 	const char *mountinfo = getenv("QUIESCE_MOUNTINFO");

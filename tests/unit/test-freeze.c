@@ -37,6 +37,7 @@ static char mountinfo[300], statedir[300], mnt[NMOUNTS][300];
 static ino_t ino[NMOUNTS];
 static bool frozen[NMOUNTS];
 static int fail_thaw = -1;  /* index whose FITHAW fails with EIO */
+static int fail_freeze = -1; /* index whose FIFREEZE fails with EIO */
 static int freeze_calls, thaw_calls;
 
 static int which(int fd)
@@ -58,6 +59,8 @@ static int fake_freeze(int fd)
 		return -EOPNOTSUPP; /* never touch anything but the test dirs */
 	if (frozen[i])
 		return -EBUSY;
+	if (i == fail_freeze)
+		return -EIO;
 	frozen[i] = true;
 	return 0;
 }
@@ -253,6 +256,21 @@ static void test_thaw_without_mount_table(void)
 	ok(!f.frozen && nfrozen() == 0 && !marker_exists(), "the retry thaws the rest");
 	freezer_done(&f);
 	strlist_free(&two);
+
+	/* a failed freeze whose undo fails: stay frozen, keep trying */
+	new_freezer(&f);
+	freezer_start(&f, &e);
+	fail_freeze = 0; /* the last one (reverse order) fails... */
+	fail_thaw = 1;   /* ...and one already frozen will not thaw */
+	n = freezer_freeze(&f, NULL, &e);
+	ok(n == -EIO && strstr(e.msg, "failed to freeze") && f.frozen && frozen[1] && !frozen[2] &&
+		   marker_exists(),
+	   "a failed freeze that cannot be undone stays frozen: %s", e.msg);
+	ok(armed(&f) && fires(&f, 3000), "and the watchdog retries within a second");
+	fail_freeze = fail_thaw = -1;
+	freezer_watchdog_fired(&f);
+	ok(!f.frozen && nfrozen() == 0 && !marker_exists(), "then thaws it");
+	freezer_done(&f);
 }
 
 /* Restarted frozen (marker left behind): no fds from a freeze, so the
