@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -258,9 +259,9 @@ static void held_free(struct freezer *f)
 	f->nheld = 0;
 }
 
-/* Thaw every held filesystem, in mount order; close what is done.  Returns
- * the number thawed, or the first error (e names the mount point; those
- * that failed stay held). */
+/* Thaw every held filesystem, in mount order; close what is done (its
+ * device stays listed, for thaw_others).  Returns the number thawed, or
+ * the first error (e names the mount point; those that failed stay open). */
 static int thaw_held(struct freezer *f, struct err *e)
 {
 	int n = 0, err = 0;
@@ -278,14 +279,21 @@ static int thaw_held(struct freezer *f, struct err *e)
 		(void)close(t->fd);
 		t->fd = -1;
 	}
-	if (err)
-		return err;
-	held_free(f);
-	return n;
+	return err ? err : n;
 }
 
-/* Thaw whatever else the mount table lists (another tool's freeze); any
- * FITHAW error means "not thawed".  Allocates; the count or -errno. */
+static bool is_held(const struct freezer *f, dev_t dev)
+{
+	for (size_t i = 0; i < f->nheld; i++)
+		if (f->held[i].dev == dev)
+			return true;
+	return false;
+}
+
+/* Thaw whatever else the mount table lists (another tool's freeze), not
+ * what thaw_held just did (a second FITHAW there could undo someone's
+ * freeze made since, and count one filesystem twice); any FITHAW error
+ * means "not thawed".  Allocates; the count or -errno. */
 static int thaw_others(struct freezer *f, struct err *e)
 {
 	struct mount_list l;
@@ -296,7 +304,10 @@ static int thaw_others(struct freezer *f, struct err *e)
 	int n = 0;
 	for (size_t i = 0; i < l.n; i++) {
 		_cleanup_close_ int fd = open(l.v[i].dir, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
-		n += fd >= 0 && thaw_fd(f, fd) > 0;
+		struct stat st;
+		if (fd < 0 || fstat(fd, &st) < 0 || is_held(f, st.st_dev))
+			continue;
+		n += thaw_fd(f, fd) > 0;
 	}
 	mounts_free(&l);
 	return n;
@@ -316,8 +327,14 @@ static void hold_all(struct freezer *f)
 	for (size_t i = 0; f->held && i < l.n; i++) {
 		struct freeze_target *t = &f->held[f->nheld];
 		t->fd = open(l.v[i].dir, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
+		struct stat st;
+		if (t->fd >= 0 && fstat(t->fd, &st) < 0) {
+			(void)close(t->fd);
+			t->fd = -1;
+		}
 		if (t->fd < 0)
 			continue;
+		t->dev = st.st_dev;
 		t->dir = take_ptr(l.v[i].dir);
 		f->nheld++;
 	}
@@ -383,9 +400,11 @@ static int freeze_mounts(struct freezer *f, const struct mount_list *l, struct e
 	for (size_t i = l->n; i-- > 0;) {
 		const char *dir = l->v[i].dir;
 		int fd = open(dir, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
-		int r = fd < 0 ? -errno : f->ops->freeze(fd);
+		struct stat st;
+		int r = fd < 0 || fstat(fd, &st) < 0 ? -errno : f->ops->freeze(fd);
 		if (r == 0) {
 			f->held[i].fd = fd;
+			f->held[i].dev = st.st_dev;
 			n++;
 			continue;
 		}
@@ -394,7 +413,8 @@ static int freeze_mounts(struct freezer *f, const struct mount_list *l, struct e
 		if (fd >= 0 && (r == -EOPNOTSUPP || r == -EBUSY))
 			continue; /* cannot be frozen / already frozen: skipped, as qemu-ga */
 		struct err ignored;
-		(void)thaw_held(f, &ignored); /* frees what it thawed; keeps what it could not */
+		if (thaw_held(f, &ignored) >= 0)
+			held_free(f); /* else keep what could not be thawed */
 		return err_sys(e, r, fd < 0 ? "failed to open %s" : "failed to freeze %s", dir);
 	}
 	if (n == 0)
@@ -487,6 +507,7 @@ int freezer_thaw(struct freezer *f, struct err *e)
 		return thaw_failed(f, e, &me);
 	bool all_held = f->hold_complete;
 	int m = thaw_others(f, &me);
+	held_free(f); /* all thawed: nothing left to hold */
 	if (m < 0 && f->frozen && !all_held)
 		return thaw_failed(f, e, &me); /* recovered, and nothing known to thaw */
 	if (m < 0 && f->frozen)

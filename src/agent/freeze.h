@@ -29,6 +29,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct json_object;
 
@@ -63,6 +64,7 @@ struct freeze_report {
  * frozen, opened at start), kept so the thaw needs no mount table. */
 struct freeze_target {
 	int fd;    /* -1: done */
+	dev_t dev; /* st_dev of its root: what the thaw's sweep skips */
 	char *dir; /* mount point, for messages */
 };
 
