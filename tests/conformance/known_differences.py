@@ -54,6 +54,7 @@ H_CLIENT_GONE = "A client that goes away does not stop the agent"
 H_LOG_DEFAULT = "Start, stop and freeze events are logged by default"
 H_THAW_HOOK = "The thaw hook always follows a freeze hook, exactly once"
 H_NOT_A_MOUNT = "guest-fsfreeze-freeze-list rejects what is not a mount point"
+H_EMPTY_LIST = "An empty freeze list freezes nothing and runs no hook"
 
 
 class Known:
@@ -435,6 +436,11 @@ KNOWN.update({
         not_a_mount(b""), THAWED, b'{"return": 0}')),
     "freeze-empty-string-and-mount": Known("'' is refused, the mount is not frozen", H_NOT_A_MOUNT,
                                            expect=freeze_run(not_a_mount(b""), THAWED, b'{"return": 0}')),
+
+    # [] freezes nothing in both; qemu-ga still runs the freeze hook (and then owes a thaw hook
+    # it only runs on the host's thaw), ours runs none.
+    "hook-freeze-list-empty": Known("an empty list runs no hook", H_EMPTY_LIST, expect=freeze_run(
+        b'{"return": 0}', hooks("none"), THAWED, MARKER_ABSENT, b'{"return": 0}', hooks("none"))),
 
     # Thaw hook: after every freeze hook exactly once, and never without one.
     "hook-thaw-when-thawed": Known("a thaw with no freeze hook before runs no hook", H_THAW_HOOK,
