@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,11 +47,51 @@ static int fsync_at(int dirfd, const char *name)
 	return 0;
 }
 
+/* A name in tmp/ no other process, here or on another host, can be using. */
+static void tmp_name(struct repo *r, char *out, size_t n)
+{
+	snprintf(out, n, "%s.%lu", r->proc_id, atomic_fetch_add(&r->tmp_seq, 1));
+}
+
+/* "<host>-<boot id, 8 hex>-<pid>-<8 random hex>": the host and the boot
+ * tell hosts on one shared filesystem apart, the pid processes on one
+ * boot, and the random part PID namespaces (containers), where pids and
+ * even host names repeat. */
+static void make_proc_id(char *out, size_t n)
+{
+	char host[HOST_NAME_MAX + 1] = "";
+	if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
+		strcpy(host, "host");
+	host[40] = '\0';
+	for (char *c = host; *c; c++)
+		if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || *c == '-'))
+			*c = '_'; /* a file name, and "." separates the sequence number */
+	char boot[9] = "00000000";
+	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		char b[64];
+		ssize_t k = read(fd, b, sizeof(b));
+		close(fd);
+		if (k >= 8)
+			memcpy(boot, b, 8);
+		for (int i = 0; i < 8; i++)
+			if (!((boot[i] >= '0' && boot[i] <= '9') || (boot[i] >= 'a' && boot[i] <= 'f')))
+				boot[i] = '0';
+	}
+	uint32_t rnd;
+	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd)) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		rnd = (uint32_t)ts.tv_nsec ^ (uint32_t)getpid() * 2654435761u;
+	}
+	snprintf(out, n, "%s-%s-%ld-%08x", host, boot, (long)getpid(), rnd);
+}
+
 int repo_write_atomic(struct repo *r, int dirfd, const char *name, const void *data, size_t len,
 		      bool sync_dir, struct err *e)
 {
-	char tmp[64];
-	snprintf(tmp, sizeof(tmp), "w-%ld-%lu", (long)getpid(), atomic_fetch_add(&r->tmp_seq, 1));
+	char tmp[128];
+	tmp_name(r, tmp, sizeof(tmp));
 	int fd = openat(r->tmp_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
 	if (fd < 0)
 		return xerr_sys(e, QX_FAIL, errno, "cannot create a file in %s/tmp", r->path);
@@ -170,6 +211,7 @@ int repo_open(const char *path, struct repo **out, struct err *e)
 		return xerr(e, QX_FAIL, "out of memory");
 	r->root_fd = r->chunks_fd = r->trash_fd = r->tmp_fd = r->snaps_fd = r->writers_fd = r->gc_fd = -1;
 	r->path = strdup(path);
+	make_proc_id(r->proc_id, sizeof(r->proc_id));
 	r->root_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	int rc;
 	if (!r->path) {
@@ -279,9 +321,12 @@ int repo_init(const char *path, uint32_t chunk_size, struct repo **out, struct e
 			 " \"created\": \"%s\", \"chunk_size\": %u,\n"
 			 " \"hash\": \"sha256\", \"compression\": \"zstd\", \"encryption\": \"none\"}\n",
 			 REPO_VERSION, id, when, chunk_size);
-	int fd = openat(root, "tmp/config", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	char tmp[128], proc[96];
+	make_proc_id(proc, sizeof(proc));
+	snprintf(tmp, sizeof(tmp), "tmp/%s.config", proc);
+	int fd = openat(root, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0 || write_all(fd, cfg, (size_t)n) < 0 || fsync(fd) < 0 || close(fd) < 0 ||
-	    renameat(root, "tmp/config", root, "config") < 0 || fsync(root) < 0)
+	    renameat(root, tmp, root, "config") < 0 || fsync(root) < 0)
 		return xerr_sys(e, QX_FAIL, errno, "cannot write %s/config", path);
 	return repo_open(path, out, e);
 }
@@ -355,7 +400,7 @@ int repo_chunk_stage(struct repo *r, const struct digest *d, const void *file, s
 		fault_point();
 		return 0;
 	}
-	snprintf(out->tmp, sizeof(out->tmp), "w-%ld-%lu", (long)getpid(), atomic_fetch_add(&r->tmp_seq, 1));
+	tmp_name(r, out->tmp, sizeof(out->tmp));
 	out->d = *d;
 	out->fd = openat(r->tmp_fd, out->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
 	if (out->fd < 0)

@@ -33,6 +33,10 @@ struct repo {
 	int writers_fd, gc_fd; /* lock files */
 	uint32_t chunk_size;
 	char id[33];
+	/* this process, unique across hosts sharing the repository (NFS) and
+	 * across PID namespaces: host, boot id, pid and 32 random bits.  Every
+	 * file it creates in tmp/ is named "<proc_id>.<seq>". */
+	char proc_id[96];
 	atomic_ulong tmp_seq;
 	_Atomic uint64_t dirty_dirs[4]; /* chunks/xx/ that got a file since the last sync */
 };
@@ -62,7 +66,7 @@ int repo_chunk_exists(struct repo *r, const struct digest *d);
 int repo_chunk_get(struct repo *r, const struct digest *d, struct buf *out, struct err *e);
 struct staged_chunk {
 	int fd;
-	char tmp[64];
+	char tmp[128];
 	struct digest d;
 };
 int repo_chunk_stage(struct repo *r, const struct digest *d, const void *file, size_t len, struct staged_chunk *out,
