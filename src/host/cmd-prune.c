@@ -114,7 +114,7 @@ int cmd_prune_main(int argc, char **argv, struct cli *c)
 		struct err le = {0};
 		s[i].id = ids[i];
 		s[i].keep = true;
-		if (repo_manifest_load(r, ids[i], &m, &le) < 0) {
+		if (repo_manifest_load_summary(r, ids[i], &m, &le) < 0) {
 			s[i].name = strdup("");
 			fprintf(stderr, "quiesce: warning: %s; keeping it\n", le.msg);
 			continue;

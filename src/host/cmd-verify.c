@@ -129,9 +129,8 @@ int cmd_verify_main(int argc, char **argv, struct cli *c)
 			continue;
 		}
 		for (size_t k = 0; k < m.ndisks; k++) {
-			for (size_t i = 0; i < m.disks[k].nchunks; i++) {
-				if (!m.disks[k].stored[i])
-					continue;
+			struct digest dg;
+			for (uint64_t i = 0; (i = chunkmap_next_stored(&m.disks[k].map, i, &dg)) < m.disks[k].nchunks; i++) {
 				if (v.nrefs == cap) {
 					cap = cap ? cap * 2 : 4096;
 					struct ref *nr = realloc(v.refs, cap * sizeof(*nr));
@@ -142,7 +141,7 @@ int cmd_verify_main(int argc, char **argv, struct cli *c)
 					}
 					v.refs = nr;
 				}
-				v.refs[v.nrefs++] = (struct ref){m.disks[k].chunks[i], (uint32_t)s};
+				v.refs[v.nrefs++] = (struct ref){dg, (uint32_t)s};
 			}
 		}
 		manifest_free(&m);

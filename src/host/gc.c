@@ -50,9 +50,9 @@ static int refset_build(struct repo *r, struct refset *s, struct err *e)
 			break;
 		}
 		for (size_t di = 0; di < m.ndisks && rc == 0; di++) {
-			for (size_t i = 0; i < m.disks[di].nchunks; i++) {
-				if (!m.disks[di].stored[i])
-					continue;
+			struct digest dg;
+			const struct chunkmap *map = &m.disks[di].map;
+			for (uint64_t i = 0; (i = chunkmap_next_stored(map, i, &dg)) < map->nchunks; i++) {
 				if (s->n == cap) {
 					cap = cap ? cap * 2 : 4096;
 					struct digest *nd = realloc(s->d, cap * sizeof(*nd));
@@ -62,7 +62,7 @@ static int refset_build(struct repo *r, struct refset *s, struct err *e)
 					}
 					s->d = nd;
 				}
-				s->d[s->n++] = m.disks[di].chunks[i];
+				s->d[s->n++] = dg;
 			}
 		}
 		manifest_free(&m);

@@ -137,11 +137,12 @@ static int read_config(struct repo *r, struct err *e)
 		rc = xerr(e, QX_REPO, "%s is not a quiesce repository (config is not ours)", r->path);
 	} else if (!json_object_object_get_ex(root, "version", &v) || !json_object_is_type(v, json_type_int)) {
 		rc = xerr(e, QX_REPO, "%s: config has no format version", r->path);
-	} else if (json_object_get_int64(v) != REPO_VERSION) {
-		rc = xerr(e, QX_REPO, "%s: repository format version %lld is %s this quiesce supports (%d); not touching it",
+	} else if (json_object_get_int64(v) < REPO_VERSION_MIN || json_object_get_int64(v) > REPO_VERSION) {
+		rc = xerr(e, QX_REPO, "%s: repository format version %lld is %s this quiesce supports (%d to %d); not touching it",
 			  r->path, (long long)json_object_get_int64(v),
-			  json_object_get_int64(v) > REPO_VERSION ? "newer than" : "not one", REPO_VERSION);
+			  json_object_get_int64(v) > REPO_VERSION ? "newer than" : "not one", REPO_VERSION_MIN, REPO_VERSION);
 	} else {
+		int version = (int)json_object_get_int64(v);
 		int64_t cs = json_object_object_get_ex(root, "chunk_size", &v) ? json_object_get_int64(v) : 0;
 		const char *enc = json_object_object_get_ex(root, "encryption", &v) ? json_object_get_string(v) : NULL;
 		const char *id = json_object_object_get_ex(root, "id", &v) ? json_object_get_string(v) : NULL;
@@ -153,6 +154,7 @@ static int read_config(struct repo *r, struct err *e)
 		else if (!id || strlen(id) != 32)
 			rc = xerr(e, QX_REPO, "%s: config has an invalid id", r->path);
 		else {
+			r->version = version;
 			r->chunk_size = (uint32_t)cs;
 			memcpy(r->id, id, 33);
 		}
@@ -273,8 +275,11 @@ static int mkdir_parents(const char *path)
 	return 0;
 }
 
-int repo_init(const char *path, uint32_t chunk_size, struct repo **out, struct err *e)
+int repo_init(const char *path, uint32_t chunk_size, int version, struct repo **out, struct err *e)
 {
+	if (version < REPO_VERSION_MIN || version > REPO_VERSION)
+		return xerr(e, QX_USAGE, "repository format version %d: this quiesce makes versions %d to %d", version,
+			    REPO_VERSION_MIN, REPO_VERSION);
 	if (chunk_size < CHUNK_MIN_SIZE || chunk_size > CHUNK_MAX_SIZE || (chunk_size & (chunk_size - 1)))
 		return xerr(e, QX_USAGE, "chunk size must be a power of two from 64 KiB to 64 MiB");
 	mkdir_parents(path);
@@ -320,7 +325,7 @@ int repo_init(const char *path, uint32_t chunk_size, struct repo **out, struct e
 			 "{\"format\": \"quiesce-repository\", \"version\": %d, \"id\": \"%s\",\n"
 			 " \"created\": \"%s\", \"chunk_size\": %u,\n"
 			 " \"hash\": \"sha256\", \"compression\": \"zstd\", \"encryption\": \"none\"}\n",
-			 REPO_VERSION, id, when, chunk_size);
+			 version, id, when, chunk_size);
 	char tmp[128], proc[96];
 	make_proc_id(proc, sizeof(proc));
 	snprintf(tmp, sizeof(tmp), "tmp/%s.config", proc);
@@ -559,29 +564,125 @@ oom:
 	return xerr(e, QX_FAIL, "out of memory");
 }
 
-int repo_manifest_load(struct repo *r, const char *id, struct manifest *m, struct err *e)
+static ssize_t pread_full(int fd, void *buf, size_t n, off_t off)
+{
+	size_t got = 0;
+	while (got < n) {
+		ssize_t k = pread(fd, (char *)buf + got, n - got, off + (off_t)got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			break;
+		got += (size_t)k;
+	}
+	return (ssize_t)got;
+}
+
+/* A parse error: damaged, unless it was memory (then gc and verify must
+ * not take the snapshot for broken, only stop). */
+static int parse_failed(const char *id, const struct err *pe, struct err *e)
+{
+	if (pe->code == -ENOMEM)
+		return xerr(e, QX_FAIL, "snapshot %s: out of memory reading its manifest", id);
+	return xerr(e, QX_DAMAGED, "snapshot %s: manifest damaged: %s", id, pe->msg);
+}
+
+/* Version 2: the chunk lists after the document, streamed through the
+ * decoder in 1 MiB reads — a manifest is never held whole. */
+static int load_lists(int fd, off_t off, const char *id, struct manifest *m, struct err *e)
+{
+	struct manifest_lists *l = manifest_lists_new(m);
+	char *buf = malloc(1 << 20);
+	struct err pe = {0};
+	int rc = 0;
+	if (!l || !buf) {
+		rc = xerr(e, QX_FAIL, "out of memory");
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = pread_full(fd, buf, 1 << 20, off);
+		if (n < 0) {
+			rc = xerr_sys(e, QX_FAIL, (int)-n, "cannot read snapshot %s", id);
+			goto out;
+		}
+		if (n == 0)
+			break;
+		if (manifest_lists_feed(l, buf, (size_t)n, &pe) < 0) {
+			rc = parse_failed(id, &pe, e);
+			goto out;
+		}
+		off += n;
+	}
+	if (manifest_lists_end(l, &pe) < 0)
+		rc = parse_failed(id, &pe, e);
+out:
+	free(buf);
+	manifest_lists_free(l);
+	return rc;
+}
+
+static int load(struct repo *r, const char *id, struct manifest *m, bool summary, struct err *e)
 {
 	memset(m, 0, sizeof(*m));
 	if (!manifest_id_valid(id))
 		return xerr(e, QX_NOSNAP, "no snapshot %s", id);
-	int fd = openat(r->snaps_fd, id, O_RDONLY | O_CLOEXEC);
+	_cleanup_close_ int fd = openat(r->snaps_fd, id, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 && errno == ENOENT)
 		return xerr(e, QX_NOSNAP, "no snapshot %s", id);
-	if (fd < 0)
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0)
 		return xerr_sys(e, QX_FAIL, errno, "cannot open snapshot %s", id);
-	struct buf b = BUF_INIT;
-	int rc = read_fd(fd, &b, MANIFEST_MAX_BYTES);
-	close(fd);
-	if (rc < 0) {
-		buf_free(&b);
-		return rc == -EFBIG ? xerr(e, QX_DAMAGED, "snapshot %s: manifest damaged: too large", id)
-				    : xerr_sys(e, QX_FAIL, -rc, "cannot read snapshot %s", id);
-	}
+	char head[MANIFEST_HEADER_MAX];
+	ssize_t hn = pread_full(fd, head, sizeof(head), 0);
+	if (hn < 0)
+		return xerr_sys(e, QX_FAIL, (int)-hn, "cannot read snapshot %s", id);
+	struct manifest_header h;
 	struct err pe = {0};
-	rc = manifest_parse(b.data ? b.data : "", b.len, m, &pe);
-	buf_free(&b);
-	if (rc < 0)
-		return xerr(e, QX_DAMAGED, "snapshot %s: manifest damaged: %s", id, pe.msg);
+	if (manifest_parse_header(head, (size_t)hn, &h, &pe) < 0)
+		return parse_failed(id, &pe, e);
+	uint64_t size = (uint64_t)st.st_size;
+	struct buf b = BUF_INIT;
+	int rc;
+	if (h.version == 1) {
+		if (size > MANIFEST_V1_MAX_BYTES)
+			return xerr(e, QX_DAMAGED, "snapshot %s: manifest damaged: too large", id);
+		rc = read_fd(fd, &b, MANIFEST_V1_MAX_BYTES);
+		if (rc < 0) {
+			buf_free(&b);
+			return rc == -EFBIG ? xerr(e, QX_DAMAGED, "snapshot %s: manifest damaged: too large", id)
+					    : xerr_sys(e, QX_FAIL, -rc, "cannot read snapshot %s", id);
+		}
+		rc = manifest_parse(b.data ? b.data : "", b.len, m, &pe);
+		buf_free(&b);
+		if (rc < 0)
+			return parse_failed(id, &pe, e);
+	} else {
+		if (h.header_len + h.doc_len > size)
+			return xerr(e, QX_DAMAGED, "snapshot %s: manifest damaged: truncated", id);
+		if (buf_reserve(&b, (size_t)h.doc_len) < 0)
+			return xerr(e, QX_FAIL, "out of memory");
+		ssize_t n = pread_full(fd, b.data, (size_t)h.doc_len, (off_t)h.header_len);
+		if (n < 0) {
+			buf_free(&b);
+			return xerr_sys(e, QX_FAIL, (int)-n, "cannot read snapshot %s", id);
+		}
+		rc = manifest_parse_doc(&h, b.data, (size_t)n, m, &pe);
+		buf_free(&b);
+		if (rc < 0)
+			return parse_failed(id, &pe, e);
+		uint64_t want = h.header_len + h.doc_len + manifest_lists_len(m);
+		if (want != size) {
+			manifest_free(m);
+			return xerr(e, QX_DAMAGED, "snapshot %s: manifest damaged: %llu bytes, its document says %llu", id,
+				    (unsigned long long)size, (unsigned long long)want);
+		}
+		if (!summary && (rc = load_lists(fd, (off_t)(h.header_len + h.doc_len), id, m, e)) < 0) {
+			manifest_free(m);
+			return rc;
+		}
+	}
 	if (strcmp(m->id, id) != 0 || m->chunk_size != r->chunk_size) {
 		manifest_free(m);
 		return xerr(e, QX_DAMAGED, "snapshot %s: manifest damaged: it is not this snapshot's or not this repository's",
@@ -590,16 +691,82 @@ int repo_manifest_load(struct repo *r, const char *id, struct manifest *m, struc
 	return 0;
 }
 
+int repo_manifest_load(struct repo *r, const char *id, struct manifest *m, struct err *e)
+{
+	return load(r, id, m, false, e);
+}
+
+int repo_manifest_load_summary(struct repo *r, const char *id, struct manifest *m, struct err *e)
+{
+	return load(r, id, m, true, e);
+}
+
+static int fd_sink(void *ctx, const void *p, size_t n)
+{
+	return write_all(*(int *)ctx, p, n);
+}
+
 int repo_manifest_store(struct repo *r, const struct manifest *m, struct err *e)
 {
-	struct buf b = BUF_INIT;
-	struct err se = {0};
-	if (manifest_serialize(m, &b, &se) < 0) {
-		buf_free(&b);
-		return xerr(e, QX_FAIL, "%s", se.msg);
+	char tmp[128];
+	tmp_name(r, tmp, sizeof(tmp));
+	int fd = openat(r->tmp_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+	if (fd < 0)
+		return xerr_sys(e, QX_FAIL, errno, "cannot create a file in %s/tmp", r->path);
+	struct err we = {0};
+	int rc = manifest_write(m, r->version, fd_sink, &fd, &we);
+	if (rc == 0 && fsync(fd) < 0)
+		rc = err_set(&we, -errno, "cannot write the manifest: %s", strerror(errno));
+	if (close(fd) < 0 && rc == 0)
+		rc = err_set(&we, -errno, "cannot write the manifest: %s", strerror(errno));
+	if (rc == 0 && renameat(r->tmp_fd, tmp, r->snaps_fd, m->id) < 0)
+		rc = err_set(&we, -errno, "cannot rename the manifest into place: %s", strerror(errno));
+	if (rc < 0) {
+		unlinkat(r->tmp_fd, tmp, 0);
+		if (rc == -ENOSPC || rc == -EDQUOT)
+			return xerr(e, QX_NOSPC, "snapshot %s not saved: %s", m->id, we.msg);
+		return xerr(e, QX_FAIL, "snapshot %s not saved: %s", m->id, we.msg);
 	}
-	int rc = repo_write_atomic(r, r->snaps_fd, m->id, b.data, b.len, true, e);
+	fault_point();
+	if (fsync(r->snaps_fd) < 0)
+		return xerr_sys(e, QX_FAIL, errno, "cannot sync %s/snapshots", r->path);
+	return 0;
+}
+
+int repo_upgrade(struct repo *r, struct err *e)
+{
+	if (r->version >= 2)
+		return 0;
+	int rc = repo_lock_gc(r, e);
+	if (rc < 0)
+		return rc;
+	if ((rc = repo_try_lock_writers_exclusive(r, e)) <= 0)
+		return rc < 0 ? rc : xerr(e, QX_LOCKED, "%s: a backup or restore is running; upgrade when none is", r->path);
+	/* the config as it is, but for its version: nothing else changes */
+	char path[4096];
+	struct buf b = BUF_INIT;
+	struct err fe = {0};
+	snprintf(path, sizeof(path), "%s/config", r->path);
+	json_object *cfg = NULL;
+	if (fdio_read_file(path, 65536, &b, &fe) < 0 || !(cfg = json_tokener_parse(b.data ? b.data : ""))) {
+		rc = xerr(e, QX_REPO, "%s: cannot read its config", r->path);
+	} else if (json_object_object_add(cfg, "version", json_object_new_int(2)) < 0) {
+		rc = xerr(e, QX_FAIL, "out of memory");
+	} else {
+		size_t n;
+		const char *text = json_object_to_json_string_length(cfg, JSON_C_TO_STRING_SPACED, &n);
+		struct buf t = BUF_INIT;
+		if (!text || buf_append(&t, text, n) < 0 || buf_putc(&t, '\n') < 0)
+			rc = xerr(e, QX_FAIL, "out of memory");
+		else
+			rc = repo_write_atomic(r, r->root_fd, "config", t.data, t.len, true, e);
+		buf_free(&t);
+		if (rc == 0)
+			r->version = 2;
+	}
+	json_object_put(cfg);
 	buf_free(&b);
+	repo_unlock_writers(r);
 	return rc;
 }
 
@@ -629,7 +796,7 @@ int repo_resolve(struct repo *r, const char *spec, const char *name, char **id, 
 			}
 			struct manifest m;
 			struct err le = {0};
-			if (repo_manifest_load(r, ids[i], &m, &le) == 0) {
+			if (repo_manifest_load_summary(r, ids[i], &m, &le) == 0) {
 				if (!strcmp(m.name, name))
 					found = ids[i];
 				manifest_free(&m);

@@ -24,7 +24,10 @@
 #include <stdint.h>
 #include <time.h>
 
-#define REPO_VERSION 1
+/* Format versions this quiesce reads and writes (docs/repository.md,
+ * Versions): 1 as older quiesce made them, 2 with scalable manifests. */
+#define REPO_VERSION 2
+#define REPO_VERSION_MIN 1
 #define REPO_DEFAULT_CHUNK_SIZE (4u << 20)
 
 struct repo {
@@ -32,6 +35,7 @@ struct repo {
 	int root_fd, chunks_fd, trash_fd, tmp_fd, snaps_fd;
 	int writers_fd, gc_fd; /* lock files */
 	uint32_t chunk_size;
+	int version; /* of the repository; its manifests are written in the same */
 	char id[33];
 	/* this process, unique across hosts sharing the repository (NFS) and
 	 * across PID namespaces: host, boot id, pid and 32 random bits.  Every
@@ -41,11 +45,15 @@ struct repo {
 	_Atomic uint64_t dirty_dirs[4]; /* chunks/xx/ that got a file since the last sync */
 };
 
-/* Create a repository in `path` (absent, or an empty directory). */
-int repo_init(const char *path, uint32_t chunk_size, struct repo **out, struct err *e);
+/* Create a repository of format `version` in `path` (absent, or an empty
+ * directory). */
+int repo_init(const char *path, uint32_t chunk_size, int version, struct repo **out, struct err *e);
 /* Open one; QX_REPO if it is not one or its version is newer. */
 int repo_open(const char *path, struct repo **out, struct err *e);
 void repo_close(struct repo *r);
+/* Make a version-1 repository version 2 (older quiesce then refuse it, exit
+ * 3); QX_LOCKED while a prune, gc or backup runs.  0 also if it already is. */
+int repo_upgrade(struct repo *r, struct err *e);
 
 /* Locks (flock; released by repo_close or process death).
  * writers: shared for a backup's whole run; waits only while gc empties trash.
@@ -79,7 +87,11 @@ int repo_sync_chunks(struct repo *r, struct err *e);
 /* Snapshots.  ids: sorted oldest first (ids begin with their UTC time). */
 int repo_snapshot_ids(struct repo *r, char ***ids, size_t *n, struct err *e);
 void repo_free_ids(char **ids, size_t n);
+/* The whole manifest, chunk lists included; or only its document (id, name,
+ * time, disks' names and sizes, stats, metadata: m->summary) — what a
+ * listing needs, without reading the chunk lists of a version-2 manifest. */
 int repo_manifest_load(struct repo *r, const char *id, struct manifest *m, struct err *e);
+int repo_manifest_load_summary(struct repo *r, const char *id, struct manifest *m, struct err *e);
 int repo_manifest_store(struct repo *r, const struct manifest *m, struct err *e);
 int repo_snapshot_remove(struct repo *r, const char *id, struct err *e);
 /* "latest", a full id, or a unique prefix -> the id (malloc'd). */

@@ -33,10 +33,10 @@ def test_init_layout_and_config(work):
     d = r.json
     has_keys(d, {"repo", "id", "version", "chunk_size"}, "init --json")
     assert os.path.realpath(d["repo"]) == os.path.realpath(path)
-    assert re.match(r"^[0-9a-f]{32}$", d["id"]) and d["version"] == 1
+    assert re.match(r"^[0-9a-f]{32}$", d["id"]) and d["version"] == 2
     assert d["chunk_size"] == 4194304
     cfg = json.loads((path / "config").read_text())
-    assert cfg["format"] == "quiesce-repository" and cfg["version"] == 1
+    assert cfg["format"] == "quiesce-repository" and cfg["version"] == 2
     assert cfg["id"] == d["id"] and TIME_RE.match(cfg["created"])
     assert cfg["chunk_size"] == 4194304 and cfg["hash"] == "sha256"
     assert cfg["compression"] == "zstd" and cfg["encryption"] == "none"
