@@ -9,13 +9,15 @@
  * does not have.  The pool bounds memory to (2 x threads + threads) chunks
  * whatever the disk size.  The manifest is written last, after every chunk
  * directory is fsynced, so a snapshot is visible only when complete; the
- * writers lock is held shared throughout, so gc never empties its trash
- * under a running backup (docs/repository.md, Prune and garbage collection).
+ * caller holds a writer session throughout, so gc never deletes a chunk
+ * this backup found present and did not write (repo.h, Sessions; docs/
+ * repository.md, Prune and garbage collection).
  */
 #include "backup.h"
 #include "chunk.h"
 #include "cli.h"
 #include "fault.h"
+#include "hold.h"
 #include "progress.h"
 #include "repo.h"
 #include "source.h"
@@ -52,6 +54,7 @@ struct pipeline {
 	struct staged_chunk *cq;
 	size_t cqcap, cqhead, cqn;
 	bool workers_done;
+	bool held; /* the committer's test hold, once */
 	pthread_cond_t staged, committed;
 	struct repo *repo;
 	struct progress *prog;
@@ -108,6 +111,10 @@ static void *committer(void *arg)
 		pthread_cond_signal(&p->committed);
 		pthread_mutex_unlock(&p->mu);
 		struct err e = {0};
+		if (!p->held) {
+			p->held = true;
+			hold_at("backup-staged", &cli_interrupted); /* a staged chunk waits in tmp/ */
+		}
 		if (failed)
 			repo_chunk_discard(p->repo, &s); /* drain: no rename after a failure */
 		else if (repo_chunk_commit(p->repo, &s, &e) < 0)
@@ -404,6 +411,7 @@ int backup_snapshot(struct cli *c, struct repo *r, const struct backup_disk *dis
 	json_object_object_add(stats, "seconds", json_object_new_double(progress_now() - t0));
 	m.stats = json_object_get(stats);
 	m.metadata = meta ? json_object_get(meta) : json_object_new_object();
+	hold_at("backup-stored", &cli_interrupted);
 	if (cli_interrupted) {
 		rc = xerr(&c->err, QX_INTR, "interrupted; no snapshot was written");
 		goto out;

@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *const SUBDIRS[] = {"chunks", "trash", "tmp", "snapshots", "locks"};
+static const char *const SUBDIRS[] = {"chunks", "trash", "tmp", "snapshots", "locks"}; /* + version 2: trash/gen, sessions */
 
 static int write_all(int fd, const void *p, size_t n)
 {
@@ -37,6 +37,22 @@ static int write_all(int fd, const void *p, size_t n)
 		n -= (size_t)w;
 	}
 	return 0;
+}
+
+static ssize_t pread_full(int fd, void *buf, size_t n, off_t off)
+{
+	size_t got = 0;
+	while (got < n) {
+		ssize_t k = pread(fd, (char *)buf + got, n - got, off + (off_t)got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			break;
+		got += (size_t)k;
+	}
+	return (ssize_t)got;
 }
 
 static int fsync_at(int dirfd, const char *name)
@@ -198,7 +214,10 @@ void repo_close(struct repo *r)
 {
 	if (!r)
 		return;
-	int *fds[] = {&r->root_fd, &r->chunks_fd, &r->trash_fd, &r->tmp_fd, &r->snaps_fd, &r->writers_fd, &r->gc_fd};
+	if (r->session_fd >= 0)
+		unlinkat(r->sessions_fd, r->proc_id, 0); /* still ours: we hold its lock */
+	int *fds[] = {&r->root_fd,  &r->chunks_fd,   &r->trash_fd,   &r->tmp_fd,     &r->snaps_fd, &r->locks_fd,
+		      &r->gens_fd,  &r->sessions_fd, &r->session_fd, &r->writers_fd, &r->gc_fd};
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
 		if (*fds[i] >= 0)
 			close(*fds[i]);
@@ -206,12 +225,21 @@ void repo_close(struct repo *r)
 	free(r);
 }
 
+/* What version 2 adds to the layout: trash generations, sessions. */
+static int open_v2(struct repo *r)
+{
+	r->gens_fd = openat(r->root_fd, "trash/gen", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	r->sessions_fd = openat(r->root_fd, "sessions", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return r->gens_fd < 0 || r->sessions_fd < 0 ? -errno : 0;
+}
+
 int repo_open(const char *path, struct repo **out, struct err *e)
 {
 	struct repo *r = calloc(1, sizeof(*r));
 	if (!r)
 		return xerr(e, QX_FAIL, "out of memory");
-	r->root_fd = r->chunks_fd = r->trash_fd = r->tmp_fd = r->snaps_fd = r->writers_fd = r->gc_fd = -1;
+	r->root_fd = r->chunks_fd = r->trash_fd = r->tmp_fd = r->snaps_fd = r->locks_fd = r->writers_fd = r->gc_fd = -1;
+	r->gens_fd = r->sessions_fd = r->session_fd = -1;
 	r->path = strdup(path);
 	make_proc_id(r->proc_id, sizeof(r->proc_id));
 	r->root_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -225,10 +253,11 @@ int repo_open(const char *path, struct repo **out, struct err *e)
 		r->trash_fd = openat(r->root_fd, "trash", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		r->tmp_fd = openat(r->root_fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		r->snaps_fd = openat(r->root_fd, "snapshots", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		r->locks_fd = openat(r->root_fd, "locks", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		r->writers_fd = openat(r->root_fd, "locks/writers", O_RDWR | O_CLOEXEC);
 		r->gc_fd = openat(r->root_fd, "locks/gc", O_RDWR | O_CLOEXEC);
-		if (r->chunks_fd < 0 || r->trash_fd < 0 || r->tmp_fd < 0 || r->snaps_fd < 0 ||
-		    r->writers_fd < 0 || r->gc_fd < 0)
+		if (r->chunks_fd < 0 || r->trash_fd < 0 || r->tmp_fd < 0 || r->snaps_fd < 0 || r->locks_fd < 0 ||
+		    r->writers_fd < 0 || r->gc_fd < 0 || (r->version >= 2 && open_v2(r) < 0))
 			rc = xerr_sys(e, QX_REPO, errno, "%s: repository layout is incomplete", path);
 	}
 	if (rc < 0) {
@@ -298,11 +327,14 @@ int repo_init(const char *path, uint32_t chunk_size, int version, struct repo **
 	}
 	int rc = 0;
 	for (size_t i = 0; i < sizeof(SUBDIRS) / sizeof(SUBDIRS[0]) && rc == 0; i++) {
-		if (!strcmp(SUBDIRS[i], "chunks") || !strcmp(SUBDIRS[i], "trash"))
+		/* version 2 sweeps into trash/gen/<N>/, made as needed */
+		if (!strcmp(SUBDIRS[i], "chunks") || (!strcmp(SUBDIRS[i], "trash") && version == 1))
 			rc = make_fanout(root, SUBDIRS[i]);
 		else if (mkdirat(root, SUBDIRS[i], 0755) < 0)
 			rc = -errno;
 	}
+	if (rc == 0 && version >= 2 && (mkdirat(root, "trash/gen", 0755) < 0 || mkdirat(root, "sessions", 0755) < 0))
+		rc = -errno;
 	for (const char *const *l = (const char *const[]){"locks/writers", "locks/gc", NULL}; *l && rc == 0; l++) {
 		int fd = openat(root, *l, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 		if (fd < 0)
@@ -336,13 +368,175 @@ int repo_init(const char *path, uint32_t chunk_size, int version, struct repo **
 	return repo_open(path, out, e);
 }
 
-/* ---- locks ---- */
+/* ---- sessions and locks ---- */
+
+static int read_small(int dirfd, const char *name, char *out, size_t n)
+{
+	_cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t k = pread_full(fd, out, n - 1, 0);
+	if (k < 0)
+		return (int)k;
+	out[k] = '\0';
+	return (int)k;
+}
+
+/* The newest sweep's generation (0 before any). */
+static int read_generation(struct repo *r, uint64_t *gen, struct err *e)
+{
+	char b[32];
+	*gen = 0;
+	int n = read_small(r->locks_fd, "generation", b, sizeof(b));
+	if (n == -ENOENT)
+		return 0;
+	char *end;
+	errno = 0;
+	unsigned long long v = n > 0 ? strtoull(b, &end, 10) : 0;
+	if (n <= 0 || errno || (*end && *end != '\n'))
+		return xerr(e, QX_DAMAGED, "%s/locks/generation is damaged (remove it only with no backup running)", r->path);
+	*gen = v;
+	return 0;
+}
+
+int repo_generation_next(struct repo *r, uint64_t *gen, struct err *e)
+{
+	int rc = read_generation(r, gen, e);
+	if (rc < 0)
+		return rc;
+	char b[32];
+	int n = snprintf(b, sizeof(b), "%llu\n", (unsigned long long)++*gen);
+	return repo_write_atomic(r, r->locks_fd, "generation", b, (size_t)n, true, e);
+}
+
+int repo_session_begin(struct repo *r, enum repo_session kind, struct err *e)
+{
+	if (r->version < 2) {
+		while (flock(r->writers_fd, LOCK_SH) < 0)
+			if (errno != EINTR)
+				return xerr_sys(e, QX_FAIL, errno, "cannot lock %s", r->path);
+		return 0;
+	}
+	if (r->session_fd >= 0)
+		return 0;
+	uint64_t gen = 0;
+	int rc = kind == REPO_WRITER ? read_generation(r, &gen, e) : 0;
+	if (rc < 0)
+		return rc;
+	/* made under a dot name and locked before it gets its real one, so
+	 * gc never sees a session file whose owner does not hold it */
+	char tmp[128], host[256] = "", when[32], body[512];
+	snprintf(tmp, sizeof(tmp), ".%s", r->proc_id);
+	gethostname(host, sizeof(host) - 1);
+	rfc3339_now(when);
+	int n = snprintf(body, sizeof(body), "{\"pin\": %llu, \"kind\": \"%s\", \"pid\": %ld, \"started\": \"%s\"}\n",
+			 (unsigned long long)gen, kind == REPO_WRITER ? "writer" : "reader", (long)getpid(), when);
+	int fd = openat(r->sessions_fd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return xerr_sys(e, QX_FAIL, errno, "cannot create a session in %s/sessions", r->path);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0 || (rc = write_all(fd, body, (size_t)n)) < 0 ||
+	    renameat(r->sessions_fd, tmp, r->sessions_fd, r->proc_id) < 0) {
+		int err = rc < 0 ? -rc : errno;
+		unlinkat(r->sessions_fd, tmp, 0);
+		close(fd);
+		return xerr_sys(e, QX_FAIL, err, "cannot create a session in %s/sessions", r->path);
+	}
+	r->session_fd = fd;
+	return 0;
+}
 
 int repo_lock_writers_shared(struct repo *r, struct err *e)
 {
-	while (flock(r->writers_fd, LOCK_SH) < 0)
-		if (errno != EINTR)
-			return xerr_sys(e, QX_FAIL, errno, "cannot lock %s", r->path);
+	return repo_session_begin(r, REPO_WRITER, e);
+}
+
+void repo_sessions_free(struct repo_sessions *s)
+{
+	for (size_t i = 0; i < s->live; i++)
+		free(s->ids[i]);
+	free(s->ids);
+	memset(s, 0, sizeof(*s));
+}
+
+bool repo_sessions_has(const struct repo_sessions *s, const char *id)
+{
+	for (size_t i = 0; i < s->live; i++)
+		if (!strcmp(s->ids[i], id))
+			return true;
+	return false;
+}
+
+/* The pin a live session's file states; 0 (pins everything) if it says
+ * nothing readable. */
+static uint64_t session_pin(int fd)
+{
+	char b[512];
+	ssize_t n = pread_full(fd, b, sizeof(b) - 1, 0);
+	if (n <= 0)
+		return 0;
+	b[n] = '\0';
+	json_object *o = json_tokener_parse(b), *v;
+	uint64_t pin = 0;
+	if (o && json_object_object_get_ex(o, "pin", &v) && json_object_is_type(v, json_type_int) &&
+	    json_object_get_int64(v) >= 0)
+		pin = (uint64_t)json_object_get_int64(v);
+	json_object_put(o);
+	return pin;
+}
+
+int repo_sessions_scan(struct repo *r, struct repo_sessions *s, struct err *e)
+{
+	memset(s, 0, sizeof(*s));
+	s->min_pin = UINT64_MAX;
+	if (r->version < 2)
+		return 0;
+	int dfd = openat(r->sessions_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_closedir_ DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	if (!d) {
+		if (dfd >= 0)
+			close(dfd);
+		return xerr_sys(e, QX_FAIL, errno, "cannot list %s/sessions", r->path);
+	}
+	size_t cap = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		_cleanup_close_ int fd = openat(r->sessions_fd, de->d_name, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue; /* ended meanwhile */
+		if (de->d_name[0] == '.') {
+			/* being made: its owner has not looked at a chunk yet.  Left
+			 * by a crash in that instant if unlocked and old (between its
+			 * creation and its lock, it is unlocked and new) */
+			struct stat st;
+			if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &st) == 0 && st.st_mtime < time(NULL) - 600)
+				unlinkat(r->sessions_fd, de->d_name, 0);
+			continue;
+		}
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+			/* its process is gone (a crash): the file is all that is left */
+			unlinkat(r->sessions_fd, de->d_name, 0);
+			continue;
+		}
+		uint64_t pin = errno == EWOULDBLOCK ? session_pin(fd) : 0;
+		if (s->live == cap) {
+			cap = cap ? 2 * cap : 16;
+			char **ni = realloc(s->ids, cap * sizeof(*ni));
+			if (!ni) {
+				repo_sessions_free(s);
+				return xerr(e, QX_FAIL, "out of memory");
+			}
+			s->ids = ni;
+		}
+		if (!(s->ids[s->live] = strdup(de->d_name))) {
+			repo_sessions_free(s);
+			return xerr(e, QX_FAIL, "out of memory");
+		}
+		s->live++;
+		if (pin < s->min_pin)
+			s->min_pin = pin;
+	}
 	return 0;
 }
 
@@ -386,6 +580,63 @@ int repo_chunk_exists(struct repo *r, const struct digest *d)
 	return fstatat(r->chunks_fd, rel, &st, 0) == 0;
 }
 
+/* Where gc may have set a chunk aside: trash/xx/<d> (a version-1 gc's, or
+ * generation 0 after an upgrade), then trash/gen/<N>/xx/<d> for each
+ * generation there is now (a few; listed on each call: a miss in chunks/
+ * is rare, and a stale list would only cost a rewrite). */
+static int each_trash_place(struct repo *r, const char *rel, int (*fn)(struct repo *, int, const char *, void *),
+			    void *ctx)
+{
+	int rc = fn(r, r->trash_fd, rel, ctx);
+	if (rc != -ENOENT || r->gens_fd < 0)
+		return rc;
+	int fd = openat(r->gens_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_closedir_ DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return -ENOENT;
+	}
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		char path[DIGEST_HEX_LEN + 32];
+		snprintf(path, sizeof(path), "%.20s/%s", de->d_name, rel);
+		if ((rc = fn(r, r->gens_fd, path, ctx)) != -ENOENT)
+			return rc;
+	}
+	return -ENOENT;
+}
+
+static int take_back_at(struct repo *r, int dirfd, const char *path, void *ctx)
+{
+	const char *rel = ctx;
+	return renameat(dirfd, path, r->chunks_fd, rel) == 0 ? 0 : -errno;
+}
+
+/* Move a trashed chunk back into chunks/: 0, or -ENOENT if it is in no trash. */
+static int trash_take_back(struct repo *r, const char *rel)
+{
+	return each_trash_place(r, rel, take_back_at, (void *)rel);
+}
+
+static int open_at(struct repo *r, int dirfd, const char *path, void *ctx)
+{
+	(void)r;
+	int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	*(int *)ctx = fd;
+	return 0;
+}
+
+static int trash_open(struct repo *r, const char *rel)
+{
+	int fd = -1, rc = each_trash_place(r, rel, open_at, &fd);
+	return rc < 0 ? rc : fd;
+}
+
 static void mark_dirty(struct repo *r, uint8_t dir)
 {
 	atomic_fetch_or(&r->dirty_dirs[dir >> 6], (uint64_t)1 << (dir & 63));
@@ -400,7 +651,7 @@ int repo_chunk_stage(struct repo *r, const struct digest *d, const void *file, s
 	out->fd = -1;
 	if (fstatat(r->chunks_fd, rel, &st, 0) == 0)
 		return 0;
-	if (renameat(r->trash_fd, rel, r->chunks_fd, rel) == 0) {
+	if (trash_take_back(r, rel) == 0) {
 		mark_dirty(r, d->b[0]);
 		fault_point();
 		return 0;
@@ -496,8 +747,8 @@ int repo_chunk_get(struct repo *r, const struct digest *d, struct buf *out, stru
 	/* chunks/, then trash/, then chunks/ again: a concurrent gc may be
 	 * moving it either way, and each move is an atomic rename */
 	int fd = openat(r->chunks_fd, rel, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 && errno == ENOENT)
-		fd = openat(r->trash_fd, rel, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT && (fd = trash_open(r, rel)) < 0)
+		errno = -fd;
 	if (fd < 0 && errno == ENOENT)
 		fd = openat(r->chunks_fd, rel, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 && errno == ENOENT)
@@ -562,22 +813,6 @@ oom:
 	*ids = NULL;
 	*n = 0;
 	return xerr(e, QX_FAIL, "out of memory");
-}
-
-static ssize_t pread_full(int fd, void *buf, size_t n, off_t off)
-{
-	size_t got = 0;
-	while (got < n) {
-		ssize_t k = pread(fd, (char *)buf + got, n - got, off + (off_t)got);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		if (k == 0)
-			break;
-		got += (size_t)k;
-	}
-	return (ssize_t)got;
 }
 
 /* A parse error: damaged, unless it was memory (then gc and verify must
@@ -742,7 +977,14 @@ int repo_upgrade(struct repo *r, struct err *e)
 		return rc;
 	if ((rc = repo_try_lock_writers_exclusive(r, e)) <= 0)
 		return rc < 0 ? rc : xerr(e, QX_LOCKED, "%s: a backup or restore is running; upgrade when none is", r->path);
-	/* the config as it is, but for its version: nothing else changes */
+	/* what version 2 adds, then the config as it is but for its version */
+	if ((mkdirat(r->root_fd, "trash/gen", 0755) < 0 && errno != EEXIST) ||
+	    (mkdirat(r->root_fd, "sessions", 0755) < 0 && errno != EEXIST) || fsync(r->trash_fd) < 0 ||
+	    fsync(r->root_fd) < 0) {
+		rc = xerr_sys(e, QX_FAIL, errno, "cannot create the version-2 layout in %s", r->path);
+		repo_unlock_writers(r);
+		return rc;
+	}
 	char path[4096];
 	struct buf b = BUF_INIT;
 	struct err fe = {0};
@@ -761,8 +1003,11 @@ int repo_upgrade(struct repo *r, struct err *e)
 		else
 			rc = repo_write_atomic(r, r->root_fd, "config", t.data, t.len, true, e);
 		buf_free(&t);
-		if (rc == 0)
+		if (rc == 0) {
 			r->version = 2;
+			if (open_v2(r) < 0)
+				rc = xerr_sys(e, QX_FAIL, errno, "%s: cannot open the version-2 layout", r->path);
+		}
 	}
 	json_object_put(cfg);
 	buf_free(&b);

@@ -7,8 +7,9 @@
  * directories are fsynced in one batch before a manifest is renamed into
  * snapshots/, which is then fsynced: a snapshot is visible only once all it
  * names is durable.  Readers look for a chunk in chunks/ and then in trash/
- * (where gc sets unreferenced chunks aside), so a concurrent sweep never
- * breaks a snapshot.  All functions are safe to call from several threads
+ * (where gc sets unreferenced chunks aside, in generations), so a
+ * concurrent sweep never breaks a snapshot; sessions (below) keep gc from
+ * deleting what a running command may still need.  All functions are safe to call from several threads
  * on one struct repo.
  */
 #ifndef QUIESCE_REPO_H
@@ -32,7 +33,10 @@
 
 struct repo {
 	char *path;
-	int root_fd, chunks_fd, trash_fd, tmp_fd, snaps_fd;
+	int root_fd, chunks_fd, trash_fd, tmp_fd, snaps_fd, locks_fd;
+	int gens_fd;	       /* trash/gen (version 2) */
+	int sessions_fd;       /* sessions/ (version 2) */
+	int session_fd;	       /* our session file, flock'ed while we run; -1 */
 	int writers_fd, gc_fd; /* lock files */
 	uint32_t chunk_size;
 	int version; /* of the repository; its manifests are written in the same */
@@ -55,10 +59,43 @@ void repo_close(struct repo *r);
  * 3); QX_LOCKED while a prune, gc or backup runs.  0 also if it already is. */
 int repo_upgrade(struct repo *r, struct err *e);
 
-/* Locks (flock; released by repo_close or process death).
- * writers: shared for a backup's whole run; waits only while gc empties trash.
- * gc: exclusive, does not wait: QX_LOCKED if another prune/gc runs. */
+/* Sessions: what keeps gc from deleting a chunk a running command may need
+ * (docs/repository.md, Prune and garbage collection).
+ *
+ * Version 2: gc sweeps unreferenced chunks into numbered trash generations
+ * (trash/gen/<N>/), and a session — sessions/<proc_id>, flock'ed for the
+ * process's life, so a crashed one is seen as dead — records the oldest
+ * generation it may need: a writer the generation current when it started
+ * (it may have seen, in chunks/, what that sweep and later ones set aside),
+ * a reader 0 (it reads whatever is in trash).  gc deletes a generation only
+ * when every live session needs none that old, so a host that backs up back
+ * to back still gets its space back, one or two gcs later.
+ * Version 1: every session holds locks/writers shared, and gc empties trash
+ * only when it can have it exclusively, as version-1 quiesce did.
+ * Ended by repo_close (or death). */
+enum repo_session { REPO_WRITER, REPO_READER };
+int repo_session_begin(struct repo *r, enum repo_session kind, struct err *e);
+/* The writer session; what backups (this file's and the VM front end) call. */
 int repo_lock_writers_shared(struct repo *r, struct err *e);
+
+/* gc's view of the sessions: stale ones (dead owner) are removed. */
+struct repo_sessions {
+	size_t live;
+	uint64_t min_pin; /* UINT64_MAX if no live session */
+	char **ids;	  /* live sessions' names (their files in tmp/ are theirs) */
+};
+int repo_sessions_scan(struct repo *r, struct repo_sessions *s, struct err *e);
+bool repo_sessions_has(const struct repo_sessions *s, const char *id);
+void repo_sessions_free(struct repo_sessions *s);
+/* The trash generation a sweep starting now fills: the counter in
+ * locks/generation plus one, written durably before the sweep moves
+ * anything. */
+int repo_generation_next(struct repo *r, uint64_t *gen, struct err *e);
+
+/* Locks (flock; released by repo_close or process death).
+ * writers: version 1's sessions (above); gc tries it exclusively in both
+ * versions, so that an older quiesce's backup is never collected under.
+ * gc: exclusive, does not wait: QX_LOCKED if another prune/gc runs. */
 /* 1 if had, 0 if a backup holds it. */
 int repo_try_lock_writers_exclusive(struct repo *r, struct err *e);
 void repo_unlock_writers(struct repo *r);

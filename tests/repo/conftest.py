@@ -251,7 +251,7 @@ class Repo:
         if not d.is_dir():
             return out
         for fan in d.iterdir():
-            if fan.is_dir():
+            if fan.is_dir() and len(fan.name) == 2:
                 for f in fan.iterdir():
                     out.add(f.name)
         return out
@@ -260,7 +260,18 @@ class Repo:
         return self._files("chunks")
 
     def trash_files(self):
-        return self._files("trash")
+        """Chunks in trash: trash/xx/ (version 1) and every generation's
+        trash/gen/<N>/xx/ (version 2)."""
+        out = self._files("trash")
+        gens = self.path / "trash" / "gen"
+        if gens.is_dir():
+            for g in gens.iterdir():
+                out |= self._files(os.path.join("trash", "gen", g.name))
+        return out
+
+    def trash_path(self, digest, gen=1):
+        """Where generation `gen` of a version-2 gc puts a chunk."""
+        return self.path / "trash" / "gen" / str(gen) / digest[:2] / digest
 
     def chunk_path(self, digest):
         return self.path / "chunks" / digest[:2] / digest

@@ -40,8 +40,10 @@ def test_init_layout_and_config(work):
     assert cfg["id"] == d["id"] and TIME_RE.match(cfg["created"])
     assert cfg["chunk_size"] == 4194304 and cfg["hash"] == "sha256"
     assert cfg["compression"] == "zstd" and cfg["encryption"] == "none"
-    for top in ("chunks", "trash"):
-        assert sorted(p.name for p in (path / top).iterdir()) == ["%02x" % i for i in range(256)]
+    assert sorted(p.name for p in (path / "chunks").iterdir()) == ["%02x" % i for i in range(256)]
+    # version 2: trash generations made as gc needs them; sessions of running commands
+    assert [p.name for p in (path / "trash").iterdir()] == ["gen"]
+    assert list((path / "trash" / "gen").iterdir()) == [] and list((path / "sessions").iterdir()) == []
     assert (path / "snapshots").is_dir() and (path / "tmp").is_dir()
     assert (path / "locks" / "writers").is_file() and (path / "locks" / "gc").is_file()
     assert list((path / "snapshots").iterdir()) == [] and list((path / "tmp").iterdir()) == []
