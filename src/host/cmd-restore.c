@@ -9,9 +9,12 @@
  * when something is down, so it is as parallel as backup (PBS and restic
  * both had to retrofit this; docs/backup-anchors.md, pain point 6).  Any
  * damaged or missing chunk fails the restore and removes the partial file.
+ * A reader session (repo.h) keeps gc from deleting the chunks it reads,
+ * even those of a snapshot pruned while it runs.
  */
 #include "chunk.h"
 #include "cli.h"
+#include "hold.h"
 #include "progress.h"
 #include "repo.h"
 #include "target.h"
@@ -193,7 +196,10 @@ int cmd_restore_main(int argc, char **argv, struct cli *c)
 	pthread_mutex_init(&rs.mu, NULL);
 	pthread_t *th = NULL;
 	struct rworker *ws = NULL;
-	if ((rc = cli_open_repo(c, &r)) < 0 || (rc = repo_resolve(r, argv[optind], NULL, &id, &c->err)) < 0 ||
+	/* the session first: from here on gc deletes nothing this restore may
+	 * read, even if prune removes the snapshot meanwhile */
+	if ((rc = cli_open_repo(c, &r)) < 0 || (rc = repo_session_begin(r, REPO_READER, &c->err)) < 0 ||
+	    (rc = repo_resolve(r, argv[optind], NULL, &id, &c->err)) < 0 ||
 	    (rc = repo_manifest_load(r, id, &m, &c->err)) < 0)
 		goto out;
 	if ((size_t)disk >= m.ndisks) {
@@ -216,6 +222,7 @@ int cmd_restore_main(int argc, char **argv, struct cli *c)
 		rc = xerr(&c->err, QX_FAIL, "out of memory");
 		goto out;
 	}
+	hold_at("restore-started", &cli_interrupted);
 	progress_start(&prog, "restore", d->size, !c->json);
 	int started = 0;
 	for (; started < nw; started++) {

@@ -96,7 +96,9 @@ int cmd_verify_main(int argc, char **argv, struct cli *c)
 	char **manifest_why = NULL;
 	size_t cap = 0;
 	struct progress prog;
-	if ((rc = cli_open_repo(c, &r)) < 0)
+	/* a reader session: gc deletes nothing while we check, so a chunk a
+	 * concurrent prune set aside is not reported missing */
+	if ((rc = cli_open_repo(c, &r)) < 0 || (rc = repo_session_begin(r, REPO_READER, &c->err)) < 0)
 		goto out;
 	if (optind < argc) {
 		char *one;

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import (KiB, MiB, EXIT_LOCKED, QUIESCE, assert_same, expect, expect_ok,
+from conftest import (KiB, MiB, EXIT_LOCKED, QUIESCE, Repo, assert_same, expect, expect_ok, q,
                       sha256_file, write_image)
 
 CS = 256 * KiB
@@ -215,6 +215,35 @@ def test_gc_keeps_a_held_backups_staged_files(work):
     repo.restore(sid, out)
     assert_same(img, out)
     assert os.listdir(repo.path / "sessions") == []
+
+
+@pytest.mark.parametrize("version", ["1", "2"])
+def test_a_restore_in_progress_is_not_collected_under_it(work, version):
+    """A restore held before it reads its first chunk while prune removes its
+    snapshot and gc runs again and again: every chunk it needs is still
+    there when it goes on (a reader session pins trash; in a version-1
+    repository it holds locks/writers), and only afterwards are they
+    deleted."""
+    path = work.path("r" + version)
+    expect_ok(q("init", "--repo", path, "--chunk-size", "256K", "--format-version", version))
+    repo = Repo(path)
+    img = work.path("i.raw")
+    write_image(img, "RRRRTTTT", CS)
+    sid = repo.backup(img, name="vm", time="2026-01-01T00:00:00Z")["id"]
+    out = work.path("o.raw")
+    r = Held(work, repo, "restore-started", "restore", sid, "--to", out, "--threads", "1", "--json")
+    newer = work.path("n.raw")
+    write_image(newer, "R", CS)
+    repo.backup(newer, name="vm")
+    p = expect_ok(repo.run("prune", "--name", "vm", "--keep-last", "1", "--json")).json
+    assert p["remove"] == [sid], p
+    for g in [p["gc"]] + [repo.gc() for _ in range(2)]:
+        assert g["chunks_deleted"] == 0 and not g["trash_emptied"], g
+    r.release()
+    assert_same(img, out)
+    g = repo.gc()
+    assert g["chunks_deleted"] == 8 and g["trash_emptied"], g
+    repo.assert_clean()
 
 
 def test_a_killed_backup_pins_nothing(work):
