@@ -137,8 +137,8 @@ static void *rworker_run(void *arg)
 }
 
 static const char *usage =
-	"usage: quiesce restore --repo DIR SNAPSHOT --to PATH [--disk N] [--format raw|qcow2] [--force]\n"
-	"                       [--json] [--threads N]";
+	"usage: quiesce restore --repo DIR SNAPSHOT --to PATH [--name NAME] [--disk N] [--format raw|qcow2]\n"
+	"                       [--force] [--json] [--threads N]   (SNAPSHOT: an id, a prefix, or latest)";
 
 int cmd_restore_main(int argc, char **argv, struct cli *c)
 {
@@ -148,10 +148,11 @@ int cmd_restore_main(int argc, char **argv, struct cli *c)
 		{"disk", required_argument, NULL, 'd'},
 		{"format", required_argument, NULL, 'f'},
 		{"force", no_argument, NULL, 'F'},
+		{"name", required_argument, NULL, 'n'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
-	const char *to = NULL;
+	const char *to = NULL, *name = NULL;
 	long disk = 0;
 	bool force = false;
 	enum target_format fmt = TARGET_RAW;
@@ -178,6 +179,9 @@ int cmd_restore_main(int argc, char **argv, struct cli *c)
 		case 'F':
 			force = true;
 			break;
+		case 'n':
+			name = optarg;
+			break;
 		default:
 			return -cli_usage(c, "%s", usage);
 		}
@@ -199,7 +203,7 @@ int cmd_restore_main(int argc, char **argv, struct cli *c)
 	/* the session first: from here on gc deletes nothing this restore may
 	 * read, even if prune removes the snapshot meanwhile */
 	if ((rc = cli_open_repo(c, &r)) < 0 || (rc = repo_session_begin(r, REPO_READER, &c->err)) < 0 ||
-	    (rc = repo_resolve(r, argv[optind], NULL, &id, &c->err)) < 0 ||
+	    (rc = repo_resolve(r, argv[optind], name, &id, &c->err)) < 0 ||
 	    (rc = repo_manifest_load(r, id, &m, &c->err)) < 0)
 		goto out;
 	if ((size_t)disk >= m.ndisks) {

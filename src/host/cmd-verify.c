@@ -77,14 +77,43 @@ static void *vworker(void *arg)
 	return NULL;
 }
 
-static const char *usage = "usage: quiesce verify --repo DIR [SNAPSHOT] [--json] [--threads N]";
+static const char *usage = "usage: quiesce verify --repo DIR [SNAPSHOT] [--name NAME] [--json] [--threads N]\n"
+			    "       (no SNAPSHOT: every snapshot, or every one named NAME)";
+
+/* The snapshots of `name` (and those whose manifest cannot be read: they
+ * may be its, and verify is where damage must show). */
+static void filter_named(struct repo *r, char **ids, size_t *n, const char *name)
+{
+	size_t w = 0;
+	for (size_t i = 0; i < *n; i++) {
+		struct manifest m;
+		struct err le = {0};
+		bool keep = true;
+		if (repo_manifest_load_summary(r, ids[i], &m, &le) == 0) {
+			keep = !strcmp(m.name, name);
+			manifest_free(&m);
+		}
+		if (keep)
+			ids[w++] = ids[i];
+		else
+			free(ids[i]);
+	}
+	*n = w;
+}
 
 int cmd_verify_main(int argc, char **argv, struct cli *c)
 {
-	static const struct option opts[] = {CLI_COMMON_OPTIONS, {"help", no_argument, NULL, 'h'}, {0}};
+	static const struct option opts[] = {
+		CLI_COMMON_OPTIONS, {"name", required_argument, NULL, 'n'}, {"help", no_argument, NULL, 'h'}, {0}};
+	const char *name = NULL;
 	int opt, rc;
-	if ((opt = cli_next_option(c, argc, argv, opts, NULL, usage)) != CLI_OPTS_END)
-		return opt == CLI_OPTS_STOP ? c->stop : -cli_usage(c, "%s", usage);
+	while ((opt = cli_next_option(c, argc, argv, opts, NULL, usage)) >= 0) {
+		if (opt != 'n')
+			return -cli_usage(c, "%s", usage);
+		name = optarg;
+	}
+	if (opt == CLI_OPTS_STOP)
+		return c->stop;
 	if (argc - optind > 1)
 		return -cli_usage(c, "%s", usage);
 
@@ -102,7 +131,7 @@ int cmd_verify_main(int argc, char **argv, struct cli *c)
 		goto out;
 	if (optind < argc) {
 		char *one;
-		if ((rc = repo_resolve(r, argv[optind], NULL, &one, &c->err)) < 0)
+		if ((rc = repo_resolve(r, argv[optind], name, &one, &c->err)) < 0)
 			goto out;
 		ids = calloc(1, sizeof(char *));
 		if (!ids) {
@@ -114,6 +143,8 @@ int cmd_verify_main(int argc, char **argv, struct cli *c)
 		nids = 1;
 	} else if ((rc = repo_snapshot_ids(r, &ids, &nids, &c->err)) < 0) {
 		goto out;
+	} else if (name) {
+		filter_named(r, ids, &nids, name);
 	}
 	v.repo = r;
 	manifest_bad = calloc(nids + 1, 1);

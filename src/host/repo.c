@@ -1025,6 +1025,20 @@ int repo_snapshot_remove(struct repo *r, const char *id, struct err *e)
 	return 0;
 }
 
+/* 1 if snapshot `id` is named `name` (or no name is asked), 0 if not, -1 if
+ * its manifest cannot be read (then its name is unknown). */
+static int named(struct repo *r, const char *id, const char *name, struct err *le)
+{
+	if (!name)
+		return 1;
+	struct manifest m;
+	if (repo_manifest_load_summary(r, id, &m, le) < 0)
+		return -1;
+	int yes = !strcmp(m.name, name);
+	manifest_free(&m);
+	return yes;
+}
+
 int repo_resolve(struct repo *r, const char *spec, const char *name, char **id, struct err *e)
 {
 	char **ids;
@@ -1033,32 +1047,34 @@ int repo_resolve(struct repo *r, const char *spec, const char *name, char **id, 
 	if (rc < 0)
 		return rc;
 	const char *found = NULL;
+	struct err le = {0};
 	if (!strcmp(spec, "latest")) {
 		for (size_t i = n; i-- > 0 && !found;) {
-			if (!name) {
+			int k = named(r, ids[i], name, &le);
+			if (k > 0)
 				found = ids[i];
-				break;
-			}
-			struct manifest m;
-			struct err le = {0};
-			if (repo_manifest_load_summary(r, ids[i], &m, &le) == 0) {
-				if (!strcmp(m.name, name))
-					found = ids[i];
-				manifest_free(&m);
-			}
+			else if (k < 0) /* it may have been the newest of that name: say so */
+				fprintf(stderr, "quiesce: warning: %s; latest --name %s passes over it\n", le.msg, name);
 		}
 	} else {
 		size_t len = strlen(spec), matches = 0;
 		for (size_t i = 0; i < n; i++) {
-			if (!strcmp(ids[i], spec)) {
-				found = ids[i];
+			bool exact = !strcmp(ids[i], spec);
+			if (!exact && !(len && !strncmp(ids[i], spec, len)))
+				continue;
+			int k = named(r, ids[i], name, &le);
+			if (k < 0) {
+				repo_free_ids(ids, n);
+				return xerr(e, le.code, "%s", le.msg);
+			}
+			if (!k)
+				continue;
+			found = ids[i];
+			if (exact) {
 				matches = 1;
 				break;
 			}
-			if (len && !strncmp(ids[i], spec, len)) {
-				found = ids[i];
-				matches++;
-			}
+			matches++;
 		}
 		if (matches > 1) {
 			repo_free_ids(ids, n);

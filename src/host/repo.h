@@ -131,7 +131,8 @@ int repo_manifest_load(struct repo *r, const char *id, struct manifest *m, struc
 int repo_manifest_load_summary(struct repo *r, const char *id, struct manifest *m, struct err *e);
 int repo_manifest_store(struct repo *r, const struct manifest *m, struct err *e);
 int repo_snapshot_remove(struct repo *r, const char *id, struct err *e);
-/* "latest", a full id, or a unique prefix -> the id (malloc'd). */
+/* "latest", a full id, or a unique prefix -> the id (malloc'd); with `name`,
+ * among the snapshots of that name only ("latest": the newest of them). */
 int repo_resolve(struct repo *r, const char *spec, const char *name, char **id, struct err *e);
 /* A new id for a snapshot starting now, and its RFC 3339 time. */
 void repo_new_id(char id[64], char time[32]);

@@ -69,7 +69,7 @@ def test_sparse_1tib_disk_at_64k_chunks(work):
     assert rss < RSS_LIMIT, "verify peaked at %d MiB" % (rss >> 20)
 
     out = work.path("out.img")
-    p, rss = run_measured(work, "restore", "--repo", repo.path, "latest", "--to", out)
+    p, rss = run_measured(work, "restore", "--repo", repo.path, "latest", "--name", "big", "--to", out)
     assert p.returncode == 0, p.stderr
     assert rss < RSS_LIMIT, "restore peaked at %d MiB" % (rss >> 20)
     st = os.stat(out)
