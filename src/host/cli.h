@@ -54,6 +54,7 @@ int cmd_restore_main(int argc, char **argv, struct cli *c);
 int cmd_verify_main(int argc, char **argv, struct cli *c);
 int cmd_prune_main(int argc, char **argv, struct cli *c);
 int cmd_gc_main(int argc, char **argv, struct cli *c);
+int cmd_upgrade_main(int argc, char **argv, struct cli *c);
 int cmd_thaw_main(int argc, char **argv, struct cli *c);
 
 #endif

@@ -111,6 +111,7 @@ static const struct {
 	{"verify", cmd_verify_main, "re-read and re-hash every chunk the snapshots use"},
 	{"prune", cmd_prune_main, "remove snapshots by retention rules, then collect garbage"},
 	{"gc", cmd_gc_main, "collect garbage: chunks no snapshot uses, leftovers of crashes"},
+	{"upgrade", cmd_upgrade_main, "make a version-1 repository version 2 (older quiesce then refuse it)"},
 	{"thaw", cmd_thaw_main, "thaw a guest that a dead backup run left frozen"},
 };
 
