@@ -340,7 +340,9 @@ static int rewrite_token(struct jstream *js, enum tok_type type)
 		return buf_putc(&js->msg, ' ');
 	case T_KEYWORD:
 		if (strcmp(t, "true") && strcmp(t, "false") && strcmp(t, "null")) {
-			defer_error(js, "invalid keyword '%s'", t);
+			/* the text is cut at PARSE_MSG_MAX anyway: format no more */
+			int n = js->tok.len > PARSE_MSG_MAX ? PARSE_MSG_MAX : (int)js->tok.len;
+			defer_error(js, "invalid keyword '%.*s'", n, t);
 			return buf_puts(&js->msg, "null ");
 		}
 		if (buf_append(&js->msg, t, js->tok.len) < 0)
@@ -475,8 +477,13 @@ static int message_token(struct jstream *js, enum tok_type type, struct jstream_
 
 static int lex_error(struct jstream *js, struct jstream_event *ev)
 {
-	/* %s on purpose: like QEMU, the text stops at an embedded NUL. */
-	int r = emit_error(js, ev, "JSON parse error, stray '%s'", js->tok.data ? js->tok.data : "");
+	/* Like QEMU, the text stops at an embedded NUL.  Unlike qemu-ga, which
+	 * quotes all of it (a 63 MB token of 0x80 came back as 380 MB of
+	 * \uFFFD), at most JSTREAM_QUOTE_MAX bytes are quoted. */
+	const char *t = js->tok.data ? js->tok.data : "";
+	size_t len = strlen(t), n = utf8_prefix((const uint8_t *)t, len, JSTREAM_QUOTE_MAX);
+	int r = emit_error(js, ev, "JSON parse error, stray '%.*s%s'", (int)n, t,
+			   n < len ? "..." : "");
 	buf_clear(&js->tok, IDLE_KEEP);
 	js->state = L_RECOVERY;
 	return r;

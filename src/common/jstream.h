@@ -30,6 +30,12 @@ struct jstream_limits {
 /* qemu-ga's limits (QEMU json-streamer.c): 64 MiB, 2 Mi tokens, depth 1024. */
 #define JSTREAM_QEMU_LIMITS {64u << 20, 2u << 20, 1024}
 
+/* Error texts quote at most this many bytes of client input, cut on a
+ * character boundary and followed by "..." (qemu-ga quotes it all; see
+ * docs/compat.md "Error texts quote at most 256 bytes of input").  Also used
+ * by rpc for command and member names. */
+#define JSTREAM_QUOTE_MAX 256
+
 struct jstream_event {
 	const char *error;         /* qemu-ga's error desc, valid until the next call; or NULL: */
 	struct json_object *value; /* the parsed message, owned by the caller (NULL for null) */

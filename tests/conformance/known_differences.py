@@ -54,6 +54,8 @@ H_CLIENT_GONE = "A client that goes away does not stop the agent"
 H_LOG_DEFAULT = "Start, stop and freeze events are logged by default"
 H_THAW_HOOK = "The thaw hook always follows a freeze hook, exactly once"
 H_NOT_A_MOUNT = "guest-fsfreeze-freeze-list rejects what is not a mount point"
+H_QUOTE_CAP = "Error texts quote at most 256 bytes of input"
+H_COLLIDING = "Which of many colliding arguments is named"
 
 
 class Known:
@@ -378,6 +380,27 @@ KNOWN = {
         + [b'{"return": {}, "id": %d}' % i for i in range(4)], RUNNING]),
     "conn-close-with-unread-reply": Known("ours drops the client and serves the next one",
                                           H_CLIENT_GONE, expect=[[b'{"return": {}, "id": "b"}'], RUNNING]),
+
+    # Quoted client input is cut at 256 bytes (qemu-ga quotes all of it).
+    "quote-stray-257-bytes": Known("the stray token is quoted up to 256 bytes, then ...", H_QUOTE_CAP,
+                                   expect=[error(b"JSON parse error, stray '\\\"" + b"a" * 255 + b"...'")]
+                                   + RESYNC_CLEAN),
+    "quote-stray-1MiB-0x80": Known("256 of the 1 MiB + 2 bytes are quoted (qemu-ga: all, as 6 MiB of \\uFFFD)",
+                                   H_QUOTE_CAP, expect=[error(b"JSON parse error, stray '\\\"" + b"\\uFFFD" * 255
+                                                              + b"...'")] + RESYNC_CLEAN),
+    "quote-command-257-bytes": Known("the command name is quoted up to 256 bytes, then ...", H_QUOTE_CAP,
+                                     expect=[error(b"The command " + b"n" * 256 + b"... has not been found",
+                                                   b"CommandNotFound")] + RESYNC_CLEAN),
+    "quote-member-257-bytes": Known("the member name is quoted up to 256 bytes, then ...", H_QUOTE_CAP,
+                                    expect=[error(b"QMP input member '" + b"m" * 256 + b"...' is unexpected")]
+                                    + RESYNC_CLEAN),
+    "quote-parameter-257-bytes": Known("the argument name is quoted up to 256 bytes, then ...", H_QUOTE_CAP,
+                                       expect=[error(b"Parameter '" + b"p" * 256 + b"...' is unexpected")]
+                                       + RESYNC_CLEAN),
+    # 4096 keys with one g_str_hash: ours names the first in QDict order.
+    "args-4096-colliding-keys": Known("past the probe budget ours names the QDict-first unexpected key",
+                                      H_COLLIDING, expect=[error(b"Parameter 'b!b!b!b!b!aBb!b!b!b!b!b!' is unexpected")]
+                                      + RESYNC_CLEAN),
 }
 
 # -D: our default pidfile; the default hook when /etc/qemu/fsfreeze-hook exists.
