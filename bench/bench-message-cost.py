@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 """bench-message-cost: what one hostile message costs quiesce-agent and qemu-ga,
-measured in the same run: peak resident memory (VmHWM, over the agent's whole life,
+measured in the same run: peak resident memory (VmHWM, in MiB, over the agent's whole life,
 each input on a freshly started agent) and CPU seconds (utime+stime) spent on it.
 
 Inputs (issue 10, item 6):
@@ -10,7 +10,10 @@ Inputs (issue 10, item 6):
   collide N   a guest-ping with N argument keys that all have the same g_str_hash
               (djb2), which the QAPI visitor's GLib hash table chains quadratically;
   noread      a host that sends guest-info requests and never reads a reply:
-              figures for a 3 s window after the agent stopped taking input.
+              figures for a 3 s window after the agent stopped taking input;
+  big         other messages at the limits: a list of 1,040,000 58-byte strings
+              (~63 MB, ~2M tokens), a 63 MB string id (echoed back), a 63 MB
+              command name.
 Prints figures and ratios; never pass/fail.  An agent that has not answered within
 the time limit (default 120 s) is reported as "> limit" and killed.
 
@@ -110,12 +113,19 @@ def main():
     o = p.parse_args()
 
     print("%-22s %20s   %20s   %15s" % ("", "quiesce-agent", "qemu-ga", "ours/qemu-ga"))
-    print("%-22s %9s %8s   %9s %8s   %7s %7s" % ("input", "peak MB", "CPU s", "peak MB", "CPU s", "peak", "CPU"))
+    print("%-22s %9s %8s   %9s %8s   %7s %7s" % ("input", "peak MiB", "CPU s", "peak MiB", "CPU s", "peak", "CPU"))
     runs = [("stray", "stray 63 MB 0x80", lambda b: answered(b, msgcost.stray_token(63 * 10**6), o.limit))]
     for n in (int(x) for x in o.collide.split(",") if x):
         runs.append(("collide", "collide %dk keys" % (n // 1000),
                      lambda b, n=n: answered(b, msgcost.colliding_arguments(n), o.limit)))
     runs.append(("noread", "never reads (3 s)", noread))
+    M = 63 * 10**6
+    big = [("2M-token list 63 MB", lambda: b'{"execute":"guest-ping","arguments":{"x":['
+            + b",".join([b'"' + b"a" * 58 + b'"'] * 1040000) + b"]}}"),
+           ("63 MB id, echoed", lambda: b'{"execute":"guest-ping","id":"' + b"a" * M + b'"}'),
+           ("63 MB command name", lambda: b'{"execute":"' + b"a" * M + b'"}')]
+    for name, make in big:
+        runs.append(("big", name, lambda b, make=make: answered(b, make(), o.limit)))
     for key, name, fn in runs:
         if o.only and o.only != key:
             continue

@@ -25,6 +25,8 @@ struct jstream_limits {
 	size_t max_size;   /* bytes of token text per message */
 	size_t max_tokens; /* tokens per message */
 	unsigned max_depth; /* open braces + brackets */
+	size_t feed_at;    /* json-c gets the text in pieces of this many bytes (0: 16 KiB);
+			      tests and fuzzing use tiny ones to try every split */
 };
 
 /* qemu-ga's limits (QEMU json-streamer.c): 64 MiB, 2 Mi tokens, depth 1024. */

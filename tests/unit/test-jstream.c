@@ -64,9 +64,12 @@ static const struct {
 	{"[}", 0, "E[JSON parse error, expecting value]"},
 };
 
+static size_t feed_at; /* 0: jstream's default */
+
 static char *render(const char *in, size_t len, bool bytewise, bool *idle)
 {
 	struct jstream_limits lim = JSTREAM_QEMU_LIMITS;
+	lim.feed_at = feed_at;
 	struct jstream *js = jstream_new(&lim);
 	struct buf out = BUF_INIT;
 	struct jstream_event ev;
@@ -212,6 +215,18 @@ int main(void)
 		is_str(bytes, cases[i].want, name);
 		free(whole);
 		free(bytes);
+		/* json-c gets the canonical text in pieces: any split must give
+		 * the same verdict and the same error position as the whole */
+		static const size_t splits[] = {1, 2, 3, 7};
+		for (size_t k = 0; k < sizeof(splits) / sizeof(splits[0]); k++) {
+			feed_at = splits[k];
+			char *split = render(cases[i].in, len, false, &idle);
+			snprintf(name, sizeof(name), "case %zu fed to json-c %zu bytes at a time", i,
+				 feed_at);
+			is_str(split, cases[i].want, name);
+			free(split);
+		}
+		feed_at = 0;
 	}
 	test_limits();
 	return tap_done();
