@@ -65,6 +65,7 @@ H_THAW_HOOK = "The thaw hook always follows a freeze hook, exactly once"
 H_NOT_A_MOUNT = "guest-fsfreeze-freeze-list rejects what is not a mount point"
 H_QUOTE_CAP = "Error texts quote at most 256 bytes of input"
 H_COLLIDING = "Which of many colliding arguments is named"
+H_EMPTY_LIST = "An empty freeze list freezes nothing and runs no hook"
 
 
 class Known:
@@ -630,6 +631,13 @@ KNOWN.update({
                                            expect=freeze_run(not_a_mount(b""), THAWED, b'{"return": 0}'),
                                            ref_expect=freeze_run(b'{"return": 1}', b'{"return": "frozen"}',
                                                                  b'{"return": 1}')),
+
+    # [] freezes nothing in both; qemu-ga still runs the freeze hook (and then owes a thaw hook
+    # it only runs on the host's thaw), ours runs none.
+    "hook-freeze-list-empty": Known("an empty list runs no hook", H_EMPTY_LIST, expect=freeze_run(
+        b'{"return": 0}', hooks("none"), THAWED, MARKER_ABSENT, b'{"return": 0}', hooks("none")),
+        ref_expect=freeze_run(b'{"return": 0}', hooks("freeze"), THAWED, MARKER_ABSENT, b'{"return": 0}',
+                              hooks("freeze thaw"))),
 
     # Thaw hook: after every freeze hook exactly once, and never without one.
     "hook-thaw-when-thawed": Known("a thaw with no freeze hook before runs no hook", H_THAW_HOOK,

@@ -2,6 +2,7 @@
 """hooks/fsfreeze-hook, the dispatcher: run under dash (Debian's /bin/sh) and
 busybox sh, on a hook directory of small recording scripts."""
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -114,13 +115,16 @@ def test_thaw_runs_every_script_and_reports_a_failure(hd):
 
 def test_background_child_does_not_hold_the_dispatchers_output(hd):
     # the shape of a lock-holding hook: a child that lives on, holding stdout
-    hd.script("10-holder", '[ "$1" = freeze ] && sleep 300.77 &\nexit 0')
+    # (it records its pid, so the test stops it by PID, never by name)
+    pidfile = hd.dir.parent / "holder.pid"
+    hd.script("10-holder", '[ "$1" = freeze ] && { sleep 300 & echo $! > %s; }\nexit 0' % pidfile)
     try:
         t0 = time.monotonic()
         r = hd.run("freeze", timeout=20)  # capture_output: like an agent reading to EOF
         assert r.returncode == 0 and time.monotonic() - t0 < 5
     finally:
-        subprocess.run(["pkill", "-f", "sleep 300.77"])
+        if pidfile.exists():
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
 
 
 def test_no_hook_directory_is_success(hd, tmp_path):

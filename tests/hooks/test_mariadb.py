@@ -80,8 +80,13 @@ def test_a_long_write_fails_the_freeze_fast_without_stalling_the_database(server
     update = threading.Thread(target=lambda: server.sql(
         "UPDATE t.my SET i=i+1 WHERE SLEEP(1)=0", timeout=60))
     update.start()
-    time.sleep(0.5)
     try:
+        # the UPDATE holds its table lock once it is inside SLEEP(): wait for that
+        deadline = time.monotonic() + 30
+        while "User sleep" not in server.sql("SELECT STATE FROM information_schema.PROCESSLIST "
+                                             "WHERE INFO LIKE 'UPDATE t.my%'"):
+            assert time.monotonic() < deadline and update.is_alive(), "the UPDATE never started"
+            time.sleep(0.02)
         t0 = time.monotonic()
         r = hook("freeze", MARIADB_LOCK_WAIT="1")
         took = time.monotonic() - t0

@@ -83,7 +83,8 @@ def test_isa_serial_on_a_pty(agent_bin, tmp_path):
     proc = subprocess.Popen([str(agent_bin), "-m", "isa-serial", "-p", name, "-t", str(tmp_path)],
                             stderr=subprocess.PIPE)
     try:
-        time.sleep(0.3)  # the agent flushes pending input when it opens the port
+        # the agent flushes pending input when it opens the port: write once it waits
+        qga.wait_until_waiting(proc.pid, name)
         os.write(master, b'\xff{"execute":"guest-sync-delimited","arguments":{"id":99}}')
         buf = b""
         deadline = time.monotonic() + 10
@@ -139,7 +140,7 @@ def test_retry_path_opens_a_channel_that_appears_later(agent_bin, tmp_path):
     proc = subprocess.Popen([str(agent_bin), "-m", "isa-serial", "-p", str(link), "-r",
                              "-t", str(tmp_path)], stderr=subprocess.PIPE)
     try:
-        time.sleep(0.5)
+        qga.wait_until_waiting(proc.pid)  # failed to open the port, and waits to retry
         assert proc.poll() is None, "without the port, -r must keep the agent waiting"
         os.symlink(os.ttyname(slave), link)
         deadline = time.monotonic() + 15  # it retries every 5 s

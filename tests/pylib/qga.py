@@ -132,3 +132,36 @@ def wait_for_socket(path, timeout=10.0, proc=None):
                 s.close()
         time.sleep(0.01)
     raise TimeoutError("socket %s never came up" % path)
+
+
+# poll, ppoll, epoll_wait, epoll_pwait, epoll_pwait2, select, pselect6 (x86_64)
+_WAIT_SYSCALLS = {7, 271, 232, 281, 441, 23, 270}
+
+
+def wait_until_waiting(pid, path=None, timeout=10.0):
+    """Wait until process `pid` is blocked in its event loop's wait (a poll-
+    family syscall) — with `path` among its open files when given.  The
+    event a test wants after starting an agent: everything it does before
+    waiting (opening and flushing a serial port, say) is done."""
+    deadline = time.monotonic() + timeout
+    want = os.path.realpath(path) if path else None
+    while True:
+        try:
+            with open("/proc/%d/syscall" % pid) as f:
+                nr = f.read().split()[0]
+            fds = os.listdir("/proc/%d/fd" % pid) if want else []
+            has = not want or any(_readlink("/proc/%d/fd/%s" % (pid, fd)) == want for fd in fds)
+            if nr.isdigit() and int(nr) in _WAIT_SYSCALLS and has:
+                return
+        except FileNotFoundError:
+            raise RuntimeError("process %d is gone" % pid)
+        if time.monotonic() > deadline:
+            raise TimeoutError("process %d never waited%s" % (pid, " with %s open" % path if path else ""))
+        time.sleep(0.005)
+
+
+def _readlink(p):
+    try:
+        return os.readlink(p)
+    except OSError:
+        return None
