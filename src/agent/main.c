@@ -143,7 +143,10 @@ static int daemonize(void)
 	return 0;
 }
 
-/* Send what the channel takes now; drop the backlog if the peer is gone. */
+/* Send what the channel takes now; drop the backlog if the peer is gone.
+ * buf_consume() only moves the start of the queue, so draining it costs
+ * time linear in its size however little each write takes (virtio-serial:
+ * at most 32 KiB). */
 static void flush_output(struct chan *ch, struct buf *out)
 {
 	while (out->len) {
