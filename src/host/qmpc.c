@@ -2,6 +2,7 @@
 /* qmpc: QMP client (see qmpc.h). */
 #include "qmpc.h"
 
+#include "fault.h"
 #include "jsock.h"
 #include "xerr.h"
 
@@ -74,6 +75,8 @@ int qmpc_execute(struct qmpc *q, const char *cmd, json_object *args, int timeout
 	json_object_object_add(req, "id", json_object_new_string(id));
 	int rc = jsock_send_json(q->s, req, deadline, e);
 	json_object_put(req);
+	if (rc == 0 && fault_lose_reply(cmd))
+		return xerr(e, QX_FAIL, "QMP %s: no answer within %d ms", cmd, timeout_ms);
 	while (rc == 0) {
 		json_object *o = NULL, *v;
 		if ((rc = jsock_recv(q->s, deadline, &o, e)) < 0)

@@ -24,6 +24,7 @@
  * consistency reached and why (docs/vm-backup.md).
  */
 #include "backup.h"
+#include "fault.h"
 #include "gac.h"
 #include "jsock.h"
 #include "qmpc.h"
@@ -497,6 +498,7 @@ static int prepare_fleecing(struct vmb *v, struct repo *r)
 	if ((rc = qmpc_execute(v->q, "nbd-server-start", a, QMP_TIMEOUT_MS, NULL, e)) < 0)
 		return rc;
 	v->nbd_started = true;
+	fault_hold("nbd-started", &cli_interrupted);
 	for (size_t i = 0; i < v->n && rc == 0; i++) {
 		struct vmdisk *d = &v->d[i];
 		a = json_object_new_object();
@@ -585,9 +587,11 @@ static int freeze_and_fix(struct vmb *v)
 			return rc;
 		return point_in_time(v);
 	}
+	fault_hold("frozen", &cli_interrupted);
 	if (cli_interrupted)
 		return xerr(e, QX_INTR, "interrupted while frozen; thawed, nothing was backed up");
 	rc = point_in_time(v);
+	fault_hold("fixed", &cli_interrupted);
 	struct err te = {0};
 	int trc = thaw(v, &te); /* at once, whatever the transaction said */
 	if (rc < 0)
@@ -734,6 +738,7 @@ int vm_backup_run(struct cli *c, struct vm_backup_opts *o, const char *name, con
 		goto out;
 	if ((rc = prepare_fleecing(&v, r)) < 0 || cli_interrupted)
 		goto out;
+	fault_hold("prepared", &cli_interrupted);
 	if (v.g && !v.level)
 		rc = freeze_and_fix(&v);
 	else
@@ -749,6 +754,7 @@ int vm_backup_run(struct cli *c, struct vm_backup_opts *o, const char *name, con
 		fprintf(stderr, "quiesce backup: warning: %s; this backup is only crash-consistent\n", v.reason);
 
 	/* read the fixed views */
+	fault_hold("reading", &cli_interrupted);
 	for (size_t i = 0; i < v.n; i++) {
 		char uri[PATH_MAX + 64];
 		snprintf(uri, sizeof(uri), "nbd+unix:///%s?socket=%s", v.d[i].export_name, v.sock);
