@@ -308,6 +308,14 @@ static int degrade(struct vmb *v, const char *why)
 	return 0;
 }
 
+/* Between the steps before the freeze: a signal stops the run there. */
+static int interrupted(struct vmb *v, const char *when)
+{
+	if (!cli_interrupted)
+		return 0;
+	return xerr(&v->c->err, QX_INTR, "interrupted %s; nothing was backed up", when);
+}
+
 static int check_mountpoints(struct vmb *v)
 {
 	if (!v->o->nmountpoints)
@@ -727,24 +735,30 @@ int vm_backup_run(struct cli *c, struct vm_backup_opts *o, const char *name, con
 		goto out;
 	if (o->qga && (rc = thawmark_init(&v.mark, o->qga, &c->err)) < 0)
 		goto out;
-	if ((rc = qmpc_connect(o->qmp, QMP_TIMEOUT_MS, &v.q, &c->err)) < 0)
+	if ((rc = qmpc_connect(o->qmp, QMP_TIMEOUT_MS, &v.q, &c->err)) < 0 || (rc = interrupted(&v, "at the start")) < 0)
 		goto out;
 	clear_leftovers(&v);
-	if ((rc = discover_disks(&v)) < 0)
+	if ((rc = discover_disks(&v)) < 0 || (rc = interrupted(&v, "before the freeze")) < 0)
 		goto out;
 	if (o->policy == POLICY_CRASH)
 		set_level(&v, "crash", "--consistency crash: the guest agent was not asked");
-	else if ((rc = connect_agent(&v)) < 0)
+	else if ((rc = connect_agent(&v)) < 0 || (rc = interrupted(&v, "before the freeze")) < 0)
 		goto out;
-	if ((rc = prepare_fleecing(&v, r)) < 0 || cli_interrupted)
+	if ((rc = prepare_fleecing(&v, r)) < 0 || (rc = interrupted(&v, "before the freeze")) < 0)
 		goto out;
 	fault_hold("prepared", &cli_interrupted);
+	if ((rc = interrupted(&v, "before the freeze")) < 0)
+		goto out;
 	if (v.g && !v.level)
 		rc = freeze_and_fix(&v);
 	else
 		rc = point_in_time(&v);
 	if (rc < 0)
 		goto out;
+	if (cli_interrupted) {
+		rc = xerr(&c->err, QX_INTR, "interrupted; %snothing was backed up", v.fs_frozen > 0 ? "thawed, " : "");
+		goto out;
+	}
 	judge(&v);
 	if (o->policy == POLICY_REQUIRE_APP && strcmp(v.level, "crash") == 0) {
 		rc = xerr(&c->err, QX_CONSISTENCY, "%s; --consistency require-app: nothing was backed up", v.reason);

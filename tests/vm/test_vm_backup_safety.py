@@ -65,3 +65,48 @@ class Gate:
 
 def snapshots(repo):
     return json.loads(run(QUIESCE, "snapshots", "--repo", repo, "--json").stdout)
+
+
+def nothing_in_qemu(g):
+    """No job, node or export of quiesce's left in QEMU."""
+    assert g.qmp("query-block-jobs") == []
+    nodes = [n["node-name"] for n in g.qmp("query-named-block-nodes")]
+    assert not [n for n in nodes if n.startswith("quiesce-")], nodes
+    assert g.qmp("query-block-exports") == []
+
+
+# (step, signal): before anything is frozen; inside the frozen window, right
+# after the freeze reply and right after the transaction; while reading.
+SIGNAL_STEPS = [("nbd-started", signal.SIGTERM), ("prepared", signal.SIGINT), ("frozen", signal.SIGTERM),
+                ("fixed", signal.SIGHUP), ("frozen", signal.SIGQUIT), ("reading", signal.SIGTERM)]
+
+
+def test_a_signal_at_any_step_exits_130_and_never_leaves_the_guest_frozen(vm, agent, tmp_path):
+    """SIGINT, SIGTERM, SIGHUP (an SSH session dropping) and SIGQUIT, each
+    delivered exactly at a step: before the freeze, between the freeze reply
+    and the transaction, between the transaction and the thaw, during the
+    read.  Every run exits 130 saying it was interrupted, the guest is
+    thawed the moment quiesce has exited, no snapshot is written and nothing
+    of quiesce's stays in QEMU or in the state directory.  Run with the
+    stock qemu-ga, which has no watchdog: quiesce's thaw is all it has."""
+    if agent.name != "qemu-ga":
+        pytest.skip("the host side is the same for both agents; qemu-ga has no watchdog to hide a miss")
+    g = boot(vm, agent, tmp_path, HOOK)
+    repo, state, scratch = tmp_path / "repo", tmp_path / "state", tmp_path / "scratch"
+    run(QUIESCE, "init", "--repo", repo)
+    scratch.mkdir()
+    for i, (step, sig) in enumerate(SIGNAL_STEPS):
+        gate = Gate(tmp_path, "%s%d" % (step, i))
+        gate.step = step
+        p = start(g, repo, state, "--scratch-dir", scratch, env=env_for(state, QUIESCE_FAULT_HOLD_AT=gate.env()))
+        gate.wait(p)
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=120)
+        what = "%s at %s" % (signal.Signals(sig).name, step)
+        assert p.returncode == 130, (what, p.returncode, err)
+        assert "interrupted" in err, (what, err)
+        assert freeze_status(g) == "thawed", what
+        assert not list(state.glob("frozen-*")), what
+        assert snapshots(repo) == [], what
+        nothing_in_qemu(g)
+        assert list(scratch.iterdir()) == [], (what, "scratch left")
