@@ -56,7 +56,9 @@ enum {
 
 /* 1 if `opt` was a VM option, 0 if not, <0 on a bad value. */
 int vm_backup_option(struct cli *c, struct vm_backup_opts *o, int opt, const char *arg);
-/* The whole VM backup; returns 0 or -exit. */
+/* The whole VM backup; returns 0 or -exit.  id and when (--time) may be
+ * NULL: the snapshot is then named after the moment its transaction fixed
+ * the point in time. */
 int vm_backup_run(struct cli *c, struct vm_backup_opts *o, const char *name, const char *id, const char *when,
 		  json_object *meta);
 

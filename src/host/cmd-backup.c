@@ -506,7 +506,9 @@ int cmd_backup_main(int argc, char **argv, struct cli *c)
 			rc = cli_usage(c, "--image and --qmp do not mix: a VM's disks are found through QMP");
 			goto out_meta;
 		}
-		rc = vm_backup_run(c, &vm, name, id, when, meta);
+		/* a VM snapshot is named after its point in time, which the VM
+		 * backup knows only once its transaction is done */
+		rc = vm_backup_run(c, &vm, name, when_arg ? id : NULL, when_arg ? when : NULL, meta);
 		goto out_meta;
 	}
 	if (vm.qga || vm.nmountpoints || vm.consistency_set) {

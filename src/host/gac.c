@@ -20,7 +20,8 @@ int gac_open(const char *path, int timeout_ms, struct gac **out, struct err *e)
 	struct gac *g = calloc(1, sizeof(*g));
 	if (!g)
 		return xerr(e, QX_FAIL, "out of memory");
-	int rc = jsock_connect(path, jsock_now_ms() + timeout_ms, &g->s, e);
+	/* the agent's answers nest a few levels; no need to let a guest nest deeper */
+	int rc = jsock_connect(path, 64, jsock_now_ms() + timeout_ms, &g->s, e);
 	if (rc == 0)
 		rc = gac_sync(g, timeout_ms, e);
 	if (rc < 0) {

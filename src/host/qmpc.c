@@ -12,6 +12,11 @@
 #include <string.h>
 
 #define MAX_QUEUED_EVENTS 1024
+/* query-block nests each backing image inside the one above it: depth is
+ * the chain's length plus a few.  Chains of hundreds of snapshots exist.
+ * json-c's parser keeps its stack on the heap, but freeing a value recurses
+ * once per level, so the bound stays well inside a thread's stack. */
+#define QMP_MAX_DEPTH 2048
 
 struct qmpc {
 	struct jsock *s;
@@ -34,7 +39,7 @@ int qmpc_connect(const char *path, int timeout_ms, struct qmpc **out, struct err
 	q->events = json_object_new_array();
 	int64_t deadline = jsock_now_ms() + timeout_ms;
 	json_object *greet = NULL;
-	int rc = jsock_connect(path, deadline, &q->s, e);
+	int rc = jsock_connect(path, QMP_MAX_DEPTH, deadline, &q->s, e);
 	if (rc == 0)
 		rc = jsock_recv(q->s, deadline, &greet, e);
 	if (rc == 0 && !json_object_object_get_ex(greet, "QMP", NULL))

@@ -78,6 +78,7 @@ struct vmb {
 	char reason[512];
 	int fs_frozen, fs_thawed;
 	int64_t t_freeze_sent, t_frozen, t_txn_done, t_thawed;
+	char id[64], when[32]; /* the snapshot's name and time: the point in time */
 	json_object *report; /* quiesce-freeze-report, if the agent has it */
 };
 
@@ -224,7 +225,9 @@ static void clear_leftovers(struct vmb *v)
 	}
 	json_object_put(list);
 	list = NULL;
-	if (qmpc_execute(v->q, "query-named-block-nodes", NULL, QMP_TIMEOUT_MS, &list, &e) == 0) {
+	json_object *flat = json_object_new_object(); /* each node once, without its backing chain */
+	json_object_object_add(flat, "flat", json_object_new_boolean(true));
+	if (qmpc_execute(v->q, "query-named-block-nodes", flat, QMP_TIMEOUT_MS, &list, &e) == 0) {
 		for (size_t i = 0; i < json_object_array_length(list); i++) {
 			json_object *n = json_object_array_get_idx(list, i);
 			const char *node = json_object_get_string(json_object_object_get(n, "node-name"));
@@ -540,6 +543,8 @@ static int point_in_time(struct vmb *v)
 	json_object_object_add(a, "actions", actions);
 	int rc = qmpc_execute(v->q, "transaction", a, QMP_TIMEOUT_MS, NULL, &v->c->err);
 	v->t_txn_done = jsock_now_ms();
+	if (!v->id[0])
+		repo_new_id(v->id, v->when); /* QEMU has just said the views are fixed */
 	if (rc == 0)
 		for (size_t i = 0; i < v->n; i++)
 			v->d[i].job_started = true; /* all or none: a transaction */
@@ -722,6 +727,10 @@ int vm_backup_run(struct cli *c, struct vm_backup_opts *o, const char *name, con
 	if (!o->agent_timeout_ms)
 		o->agent_timeout_ms = 5000;
 	struct vmb v = {.c = c, .o = o, .vm = name, .scratch_lock = -1};
+	if (id) {
+		snprintf(v.id, sizeof(v.id), "%s", id);
+		snprintf(v.when, sizeof(v.when), "%s", when);
+	}
 	struct repo *r = NULL;
 	struct backup_disk disks[MAX_DISKS] = {0};
 	json_object *doc = NULL;
@@ -780,7 +789,7 @@ int vm_backup_run(struct cli *c, struct vm_backup_opts *o, const char *name, con
 	json_object *w = window_json(&v);
 	json_object_object_foreach(w, k, val) json_object_object_add(meta, k, json_object_get(val));
 	json_object_put(w);
-	rc = backup_snapshot(c, r, disks, v.n, name, id, when, meta, &doc);
+	rc = backup_snapshot(c, r, disks, v.n, name, v.id, v.when, meta, &doc);
 	if (rc == 0) {
 		if (c->json) {
 			json_object_object_add(doc, "metadata", json_object_get(meta));
@@ -842,8 +851,10 @@ int cmd_thaw_main(int argc, char **argv, struct cli *c)
 		json_object_object_add(j, "thawed", json_object_new_int(thawed));
 		cli_print_json(j);
 	} else {
-		printf(was_frozen ? "thawed %d filesystem%s\n" : "the guest was not frozen%.0d%s\n", thawed,
-		       thawed == 1 ? "" : "s");
+		if (was_frozen)
+			printf("thawed %d filesystem%s\n", thawed, thawed == 1 ? "" : "s");
+		else
+			printf("the guest was not frozen\n");
 	}
 out:
 	json_object_put(st);

@@ -110,3 +110,42 @@ def test_a_signal_at_any_step_exits_130_and_never_leaves_the_guest_frozen(vm, ag
         assert snapshots(repo) == [], what
         nothing_in_qemu(g)
         assert list(scratch.iterdir()) == [], (what, "scratch left")
+
+
+def snapshot_ms(snap_id):
+    """Epoch milliseconds of a snapshot id (YYYYMMDDTHHMMSS.mmmZ-xxxxxxxx)."""
+    import calendar
+    stamp, ms = snap_id.split("Z-")[0].split(".")
+    return calendar.timegm(time.strptime(stamp, "%Y%m%dT%H%M%S")) * 1000 + int(ms)
+
+
+def test_deep_backing_chain_and_the_snapshot_named_after_its_point_in_time(vm, agent, tmp_path):
+    """A disk whose backing chain is 40 images deep (QMP nests each one a
+    level deeper, past json-c's default limit of 32) backs up and restores;
+    and the snapshot's id and time are the moment the transaction fixed the
+    view, not the command's start (held here before the freeze)."""
+    if agent.name != "quiesce":
+        pytest.skip("agent-independent")
+    top = Path(vmh.guest_paths()["DATA_BASE"])
+    for i in range(40):
+        img = tmp_path / ("chain%02d.qcow2" % i)
+        run("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", top, img)
+        top = img
+    g = boot(vm, agent, tmp_path, HOOK, disk=top)
+    repo, state = tmp_path / "repo", tmp_path / "state"
+    run(QUIESCE, "init", "--repo", repo)
+    gate = Gate(tmp_path, "prepared")
+    p = start(g, repo, state, env=env_for(state, QUIESCE_FAULT_HOLD_AT=gate.env()))
+    gate.wait(p)
+    opened_ms = int(time.time() * 1000)
+    gate.open()
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    doc = json.loads(out)
+    assert doc["metadata"]["consistency"] == "application", doc["metadata"]
+    assert snapshot_ms(doc["id"]) >= opened_ms, (doc["id"], opened_ms)
+    assert doc["time"] >= time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(opened_ms // 1000)), doc["time"]
+    raw = tmp_path / "restored.raw"
+    run(QUIESCE, "restore", "--repo", repo, doc["id"], "--to", raw)
+    assert run("e2fsck", "-fn", raw, check=False).returncode == 0
+    nothing_in_qemu(g)
