@@ -73,6 +73,7 @@ struct vmb {
 	int scratch_lock; /* flock held on <scratch>/lock for the run: a dead run's dir is unlocked */
 	struct thawmark mark;
 	bool maybe_frozen, has_report;
+	bool thaw_gave_up; /* one thaw budget per run, spent: say how to thaw instead */
 	/* what happened */
 	const char *level;
 	char reason[512];
@@ -123,6 +124,23 @@ int vm_backup_option(struct cli *c, struct vm_backup_opts *o, int opt, const cha
 	default:
 		return 0;
 	}
+}
+
+static void default_timeouts(struct vm_backup_opts *o)
+{
+	if (!o->freeze_timeout_ms)
+		o->freeze_timeout_ms = 60000; /* hooks included: a database CHECKPOINT can take a while */
+	if (!o->agent_timeout_ms)
+		o->agent_timeout_ms = 5000;
+}
+
+/* How long to keep trying to thaw.  Never less than the freeze was given:
+ * after a freeze that timed out, the agent may still be inside the freeze
+ * hook (the stock qemu-ga has no hook timeout and answers nothing until the
+ * hook is done), and it is the thaw queued behind it that frees the guest. */
+static int thaw_budget_ms(const struct vm_backup_opts *o)
+{
+	return o->freeze_timeout_ms > 3 * o->agent_timeout_ms ? o->freeze_timeout_ms : 3 * o->agent_timeout_ms;
 }
 
 /* ---- before freezing ---- */
@@ -350,7 +368,7 @@ static int thaw_leftover(struct vmb *v)
 		return 0;
 	int thawed;
 	struct err e = {0};
-	if (gac_thaw_confirmed(v->g, 3, v->o->agent_timeout_ms, &thawed, &e) < 0) {
+	if (gac_thaw_confirmed(v->g, thaw_budget_ms(v->o), v->o->agent_timeout_ms, &thawed, &e) < 0) {
 		int rc = xerr(&v->c->err, QX_FAIL, "an earlier run left this guest possibly frozen (%s) and it cannot be thawed: %s",
 			      was, e.msg);
 		free(was);
@@ -554,12 +572,14 @@ static int point_in_time(struct vmb *v)
 static int thaw(struct vmb *v, struct err *e)
 {
 	int thawed;
-	int rc = gac_thaw_confirmed(v->g, 3, v->o->agent_timeout_ms, &thawed, e);
+	int rc = gac_thaw_confirmed(v->g, thaw_budget_ms(v->o), v->o->agent_timeout_ms, &thawed, e);
 	v->t_thawed = jsock_now_ms();
 	if (rc == 0) {
 		v->maybe_frozen = false;
 		v->fs_thawed = thawed;
 		thawmark_remove(&v->mark);
+	} else {
+		v->thaw_gave_up = true;
 	}
 	return rc;
 }
@@ -722,10 +742,7 @@ int vm_backup_run(struct cli *c, struct vm_backup_opts *o, const char *name, con
 {
 	if (!name || !*name)
 		return cli_usage(c, "a VM backup needs --name (the VM's name, which groups its snapshots)");
-	if (!o->freeze_timeout_ms)
-		o->freeze_timeout_ms = 60000; /* hooks included: a database CHECKPOINT can take a while */
-	if (!o->agent_timeout_ms)
-		o->agent_timeout_ms = 5000;
+	default_timeouts(o);
 	struct vmb v = {.c = c, .o = o, .vm = name, .scratch_lock = -1};
 	if (id) {
 		snprintf(v.id, sizeof(v.id), "%s", id);
@@ -804,12 +821,16 @@ int vm_backup_run(struct cli *c, struct vm_backup_opts *o, const char *name, con
 out:
 	for (size_t i = 0; i < v.n; i++)
 		source_close(disks[i].src);
-	if (v.maybe_frozen) {
+	if (v.maybe_frozen && !v.thaw_gave_up) {
 		struct err te = {0};
-		if (thaw(&v, &te) < 0)
-			fprintf(stderr, "quiesce backup: WARNING: the guest may still be frozen: %s; run quiesce thaw --qga %s\n",
-				te.msg, o->qga);
+		thaw(&v, &te);
 	}
+	if (v.maybe_frozen)
+		fprintf(stderr,
+			"quiesce backup: WARNING: the guest may still be frozen (no thaw was confirmed within %d s); "
+			"the marker %s stays, so the next backup of this VM thaws it first; to thaw it now: "
+			"quiesce thaw --qga %s\n",
+			thaw_budget_ms(o) / 1000, v.mark.path, o->qga);
 	teardown(&v);
 	json_object_put(doc);
 	json_object_put(v.report);
@@ -833,7 +854,8 @@ int cmd_thaw_main(int argc, char **argv, struct cli *c)
 		return opt == CLI_OPTS_STOP ? c->stop : -cli_usage(c, "%s", usage);
 	if (optind < argc || !o.qga)
 		return -cli_usage(c, "%s", usage);
-	int timeout = o.agent_timeout_ms ? o.agent_timeout_ms : 5000;
+	default_timeouts(&o);
+	int timeout = o.agent_timeout_ms;
 	struct thawmark mark;
 	struct gac *g = NULL;
 	json_object *st = NULL;
@@ -842,7 +864,7 @@ int cmd_thaw_main(int argc, char **argv, struct cli *c)
 		goto out;
 	bool was_frozen = !strcmp(json_object_get_string(st) ?: "", "frozen");
 	int thawed = 0;
-	if (was_frozen && (rc = gac_thaw_confirmed(g, 3, timeout, &thawed, &c->err)) < 0)
+	if (was_frozen && (rc = gac_thaw_confirmed(g, thaw_budget_ms(&o), timeout, &thawed, &c->err)) < 0)
 		goto out;
 	thawmark_remove(&mark);
 	if (c->json) {

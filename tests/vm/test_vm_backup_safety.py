@@ -149,3 +149,28 @@ def test_deep_backing_chain_and_the_snapshot_named_after_its_point_in_time(vm, a
     run(QUIESCE, "restore", "--repo", repo, doc["id"], "--to", raw)
     assert run("e2fsck", "-fn", raw, check=False).returncode == 0
     nothing_in_qemu(g)
+
+
+def test_thaw_keeps_trying_for_as_long_as_the_freeze_was_given(vm, agent, tmp_path):
+    """The stock qemu-ga runs its freeze hook with no time limit and answers
+    nothing meanwhile.  A hook that outlasts --freeze-timeout (20 s) by 15 s
+    more: quiesce's freeze call times out, and the thaw queued behind the
+    freeze must still be waiting when the hook ends — quiesce keeps trying
+    for at least --freeze-timeout — so the run thaws the guest, confirms it
+    and goes on crash-consistent, instead of giving up after a few short
+    tries and leaving the guest frozen."""
+    if agent.name != "qemu-ga":
+        pytest.skip("quiesce-agent ends a hook at its --hook-timeout")
+    slow = "#!/bin/sh\n[ \"$1\" = freeze ] && sleep 35\nexit 0\n"
+    g = boot(vm, agent, tmp_path, slow, rc_text=None)
+    repo, state = tmp_path / "repo", tmp_path / "state"
+    run(QUIESCE, "init", "--repo", repo)
+    p = start(g, repo, state, "--freeze-timeout", "20", "--agent-timeout", "1")
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, (p.returncode, err)
+    meta = json.loads(out)["metadata"]
+    assert meta["consistency"] == "crash" and "could not be frozen" in meta["consistency_reason"], meta
+    assert "may still be frozen" not in err, err
+    assert not list(state.glob("frozen-*")), "the marker goes once the thaw is confirmed"
+    assert freeze_status(g) == "thawed"
+    nothing_in_qemu(g)
