@@ -40,8 +40,11 @@ int qmpc_connect(const char *path, int timeout_ms, struct qmpc **out, struct err
 	int64_t deadline = jsock_now_ms() + timeout_ms;
 	json_object *greet = NULL;
 	int rc = jsock_connect(path, QMP_MAX_DEPTH, deadline, &q->s, e);
-	if (rc == 0)
-		rc = jsock_recv(q->s, deadline, &greet, e);
+	if (rc == 0 && (rc = jsock_recv(q->s, deadline, &greet, e)) < 0 && strstr(e->msg, "no answer in time")) {
+		e->code = 0;
+		xerr(e, QX_SOURCE, "no QMP greeting from %s within %d ms (a QEMU monitor serves one client at a time: is another one connected?)",
+		     path, timeout_ms);
+	}
 	if (rc == 0 && !json_object_object_get_ex(greet, "QMP", NULL))
 		rc = xerr(e, QX_SOURCE, "%s is not a QMP socket (no greeting)", path);
 	json_object_put(greet);

@@ -71,6 +71,7 @@ struct vmb {
 	char scratch[PATH_MAX - 128], sockdir[64], sock[108]; /* sock: sun_path's size */
 	bool scratch_made, nbd_started;
 	int scratch_lock; /* flock held on <scratch>/lock for the run: a dead run's dir is unlocked */
+	struct vmkey key; /* the VM's identity: its lock and marker */
 	struct thawmark mark;
 	bool maybe_frozen, has_report;
 	bool thaw_gave_up; /* one thaw budget per run, spent: say how to thaw instead */
@@ -144,6 +145,56 @@ static int thaw_budget_ms(const struct vm_backup_opts *o)
 }
 
 /* ---- before freezing ---- */
+
+/* The VM's identity, for its lock and thaw marker: the same whichever
+ * monitor or agent socket a run is given.  QEMU's UUID (-uuid; libvirt
+ * always sets one) if it has one; else the QEMU process itself, found from
+ * a vCPU thread's id (pid and start time, so a reused pid is another VM);
+ * else, when neither can be had (no vCPUs, another pid namespace), the
+ * monitor socket's real path. */
+static int vm_identify(struct qmpc *q, const char *qmp, struct vmkey *k, struct err *e)
+{
+	json_object *r = NULL;
+	char text[PATH_MAX + 64] = "";
+	int rc = qmpc_execute(q, "query-uuid", NULL, QMP_TIMEOUT_MS, &r, e);
+	if (rc < 0)
+		return rc;
+	const char *uuid = json_object_get_string(json_object_object_get(r, "UUID"));
+	if (uuid && strspn(uuid, "0-") != strlen(uuid))
+		snprintf(text, sizeof(text), "uuid:%s", uuid);
+	json_object_put(r);
+	r = NULL;
+	if (!text[0] && qmpc_execute(q, "query-cpus-fast", NULL, QMP_TIMEOUT_MS, &r, e) == 0) {
+		json_object *tid = json_object_object_get(json_object_array_get_idx(r, 0), "thread-id");
+		char path[64], buf[1024];
+		long pid = -1;
+		unsigned long long start = 0;
+		snprintf(path, sizeof(path), "/proc/%lld/status", (long long)json_object_get_int64(tid));
+		FILE *f = tid ? fopen(path, "re") : NULL;
+		while (f && fgets(buf, sizeof(buf), f))
+			if (sscanf(buf, "Tgid: %ld", &pid) == 1)
+				break;
+		if (f)
+			fclose(f);
+		snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+		f = pid > 0 ? fopen(path, "re") : NULL;
+		/* field 22, starttime, counted after the ")" that ends the command name */
+		if (f && fgets(buf, sizeof(buf), f) && strrchr(buf, ')') &&
+		    sscanf(strrchr(buf, ')') + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+			   &start) == 1)
+			snprintf(text, sizeof(text), "qemu:%ld:%llu", pid, start);
+		if (f)
+			fclose(f);
+	}
+	json_object_put(r);
+	memset(e, 0, sizeof(*e));
+	if (!text[0]) {
+		char real[PATH_MAX];
+		snprintf(text, sizeof(text), "qmp:%s", realpath(qmp, real) ? real : qmp);
+	}
+	vmkey_set(k, text);
+	return 0;
+}
 
 static bool ours(const char *name, const char *prefix)
 {
@@ -587,7 +638,7 @@ static int thaw(struct vmb *v, struct err *e)
 static int freeze_and_fix(struct vmb *v)
 {
 	struct err *e = &v->c->err;
-	int rc = thawmark_write(&v->mark, v->o->qga, v->vm, e);
+	int rc = thawmark_write(&v->mark, &v->key, v->o->qmp, v->o->qga, v->vm, e);
 	if (rc < 0)
 		return rc;
 	json_object *args = NULL, *ret = NULL;
@@ -645,12 +696,32 @@ static void judge(struct vmb *v)
 		if (gac_execute(v->g, "quiesce-freeze-report", NULL, v->o->agent_timeout_ms, &rep, &e) == 0)
 			v->report = rep;
 	}
+	json_object *x;
+	if (v->report && json_object_object_get_ex(v->report, "auto-thawed", &x) && json_object_get_boolean(x)) {
+		set_level(v, "crash", "the agent's watchdog thawed the guest before the point-in-time view was fixed");
+		return;
+	}
+	/* Our thaw must find frozen every filesystem the freeze froze: one it
+	 * does not was thawed by someone else inside the window (the agent's
+	 * watchdog or a restart, a guest admin's fsfreeze -u), maybe before the
+	 * transaction.  No report is needed for this, so it holds for qemu-ga. */
+	if (v->fs_frozen <= 0) {
+		set_level(v, "crash", "the agent froze no filesystem");
+		return;
+	}
+	if (v->fs_thawed < 0) {
+		set_level(v, "crash", "quiesce's thaw got no answer (only its confirmation did), so whether the guest "
+				      "stayed frozen until the point in time is unknown");
+		return;
+	}
+	if (v->fs_thawed < v->fs_frozen) {
+		set_level(v, "crash",
+			  "the guest was thawed by someone else inside the window: quiesce's thaw found %d of the %d "
+			  "filesystem%s it froze still frozen",
+			  v->fs_thawed, v->fs_frozen, v->fs_frozen == 1 ? "" : "s");
+		return;
+	}
 	if (v->report) {
-		json_object *x;
-		if (json_object_object_get_ex(v->report, "auto-thawed", &x) && json_object_get_boolean(x)) {
-			set_level(v, "crash", "the agent's watchdog thawed the guest before the point-in-time view was fixed");
-			return;
-		}
 		bool hook_ok = false;
 		json_object *hooks = json_object_object_get(v->report, "hooks");
 		for (size_t i = 0; i < json_object_array_length(hooks); i++) {
@@ -665,10 +736,6 @@ static void judge(struct vmb *v)
 		else
 			set_level(v, "filesystem", "%d filesystem%s frozen; no fsfreeze hook is configured in the guest",
 				  v->fs_frozen, v->fs_frozen == 1 ? "" : "s");
-		return;
-	}
-	if (v->fs_frozen > 0 && v->fs_thawed == 0) {
-		set_level(v, "crash", "the guest was already thawed when quiesce thawed it (an agent timeout?)");
 		return;
 	}
 	set_level(v, "filesystem",
@@ -755,13 +822,16 @@ int vm_backup_run(struct cli *c, struct vm_backup_opts *o, const char *name, con
 	int vmlock = -1;
 	if ((rc = cli_open_repo(c, &r)) < 0)
 		return rc;
-	if ((rc = vmlock = vmlock_take(o->qmp, &c->err)) < 0)
+	/* who the VM is comes from QEMU; nothing is changed before its lock is held */
+	if ((rc = qmpc_connect(o->qmp, QMP_TIMEOUT_MS, &v.q, &c->err)) < 0 || (rc = vm_identify(v.q, o->qmp, &v.key, &c->err)) < 0)
+		goto out;
+	if ((rc = vmlock = vmlock_take(&v.key, o->qmp, &c->err)) < 0)
 		goto out;
 	if ((rc = repo_lock_writers_shared(r, &c->err)) < 0)
 		goto out;
-	if (o->qga && (rc = thawmark_init(&v.mark, o->qga, &c->err)) < 0)
+	if (o->qga && (rc = thawmark_init(&v.mark, &v.key, &c->err)) < 0)
 		goto out;
-	if ((rc = qmpc_connect(o->qmp, QMP_TIMEOUT_MS, &v.q, &c->err)) < 0 || (rc = interrupted(&v, "at the start")) < 0)
+	if ((rc = interrupted(&v, "at the start")) < 0)
 		goto out;
 	clear_leftovers(&v);
 	if ((rc = discover_disks(&v)) < 0 || (rc = interrupted(&v, "before the freeze")) < 0)
@@ -829,8 +899,8 @@ out:
 		fprintf(stderr,
 			"quiesce backup: WARNING: the guest may still be frozen (no thaw was confirmed within %d s); "
 			"the marker %s stays, so the next backup of this VM thaws it first; to thaw it now: "
-			"quiesce thaw --qga %s\n",
-			thaw_budget_ms(o) / 1000, v.mark.path, o->qga);
+			"quiesce thaw --qmp %s --qga %s\n",
+			thaw_budget_ms(o) / 1000, v.mark.path, o->qmp, o->qga);
 	teardown(&v);
 	json_object_put(doc);
 	json_object_put(v.report);
@@ -842,12 +912,17 @@ out:
 	return rc < 0 ? rc : 0;
 }
 
-/* `quiesce thaw --qga SOCKET`: thaw a guest a dead run left frozen. */
+/* `quiesce thaw [--qmp QMP] --qga AGENT`: thaw a guest a dead run left
+ * frozen.  With --qmp the VM is identified by QEMU, as a backup does; with
+ * --qga alone, by the marker a run left for that agent socket — without one
+ * nothing of ours claims the guest and there is no lock to take.  The lock
+ * is what keeps a thaw out of a live run's window: that run thaws itself. */
 int cmd_thaw_main(int argc, char **argv, struct cli *c)
 {
 	static const struct option opts[] = {
 		CLI_COMMON_OPTIONS, VM_BACKUP_OPTIONS, {"help", no_argument, NULL, 'h'}, {0}};
-	const char *usage = "usage: quiesce thaw --qga AGENT_SOCKET [--agent-timeout SECONDS] [--json]";
+	const char *usage = "usage: quiesce thaw [--qmp QMP_SOCKET] --qga AGENT_SOCKET [--agent-timeout SECONDS]\n"
+			    "                    [--freeze-timeout SECONDS] [--json]";
 	struct vm_backup_opts o = {0};
 	int opt, rc;
 	if ((opt = cli_next_option(c, argc, argv, opts, &o, usage)) != CLI_OPTS_END)
@@ -855,31 +930,58 @@ int cmd_thaw_main(int argc, char **argv, struct cli *c)
 	if (optind < argc || !o.qga)
 		return -cli_usage(c, "%s", usage);
 	default_timeouts(&o);
-	int timeout = o.agent_timeout_ms;
+	int timeout = o.agent_timeout_ms, lock = -1;
+	struct vmkey key;
 	struct thawmark mark;
+	bool have_key = false;
 	struct gac *g = NULL;
 	json_object *st = NULL;
-	if ((rc = thawmark_init(&mark, o.qga, &c->err)) < 0 || (rc = gac_open(o.qga, timeout, &g, &c->err)) < 0 ||
+	if (o.qmp) {
+		struct qmpc *q = NULL;
+		rc = qmpc_connect(o.qmp, QMP_TIMEOUT_MS, &q, &c->err);
+		if (rc == 0)
+			rc = vm_identify(q, o.qmp, &key, &c->err);
+		qmpc_close(q);
+		if (rc < 0)
+			goto out;
+		have_key = true;
+	} else if ((rc = thawmark_find_by_agent(o.qga, &key, &c->err)) < 0) {
+		goto out;
+	} else {
+		have_key = rc == 1;
+	}
+	if (have_key && (rc = lock = vmlock_take(&key, o.qmp ? o.qmp : o.qga, &c->err)) < 0) {
+		if (rc == -QX_LOCKED) {
+			size_t n = strlen(c->err.msg);
+			snprintf(c->err.msg + n, sizeof(c->err.msg) - n, "; a backup thaws the guest itself when its window ends");
+		}
+		goto out;
+	}
+	if (have_key && (rc = thawmark_init(&mark, &key, &c->err)) < 0)
+		goto out;
+	if ((rc = gac_open(o.qga, timeout, &g, &c->err)) < 0 ||
 	    (rc = gac_execute(g, "guest-fsfreeze-status", NULL, timeout, &st, &c->err)) < 0)
 		goto out;
 	bool was_frozen = !strcmp(json_object_get_string(st) ?: "", "frozen");
 	int thawed = 0;
 	if (was_frozen && (rc = gac_thaw_confirmed(g, thaw_budget_ms(&o), timeout, &thawed, &c->err)) < 0)
 		goto out;
-	thawmark_remove(&mark);
+	if (have_key)
+		thawmark_remove(&mark);
 	if (c->json) {
 		json_object *j = json_object_new_object();
 		json_object_object_add(j, "was_frozen", json_object_new_boolean(was_frozen));
 		json_object_object_add(j, "thawed", json_object_new_int(thawed));
 		cli_print_json(j);
+	} else if (was_frozen) {
+		printf("thawed %d filesystem%s\n", thawed, thawed == 1 ? "" : "s");
 	} else {
-		if (was_frozen)
-			printf("thawed %d filesystem%s\n", thawed, thawed == 1 ? "" : "s");
-		else
-			printf("the guest was not frozen\n");
+		printf("the guest was not frozen\n");
 	}
 out:
 	json_object_put(st);
 	gac_close(g);
+	if (lock >= 0)
+		close(lock);
 	return rc < 0 ? -rc : 0;
 }

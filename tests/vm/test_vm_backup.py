@@ -142,7 +142,8 @@ def boot(vm, agent, tmp_path, hook_text, extra_agent_args=(), rc_text=RC_LOCAL, 
         files.append("%s:/etc/rc.local:0755" % rc)
     initrd = vmh.build_initrd(agent.binary, tmp_path / "initrd.gz", extra_files=files)
     args = ["-F"] + (list(extra_agent_args) if agent.name == "quiesce" else [])
-    g = vm(initrd=initrd, agent_args=args, extra_qmp=1, **guest_args)
+    guest_args.setdefault("extra_qmp", 1)
+    g = vm(initrd=initrd, agent_args=args, **guest_args)
     g.agent().close()
     return g
 

@@ -174,3 +174,42 @@ def test_thaw_keeps_trying_for_as_long_as_the_freeze_was_given(vm, agent, tmp_pa
     assert not list(state.glob("frozen-*")), "the marker goes once the thaw is confirmed"
     assert freeze_status(g) == "thawed"
     nothing_in_qemu(g)
+
+
+def test_one_identity_per_vm_and_a_thaw_behind_our_back(vm, agent, tmp_path):
+    """A run holds the VM (stopped inside its frozen window).  Another run
+    through another QMP monitor of the same QEMU is refused (exit 7): the
+    lock is the VM's, not the socket's.  `quiesce thaw` is refused too, with
+    --qga alone (it finds the VM from the run's marker) and with --qmp.
+    Then the guest is thawed behind the agent's back (fsfreeze --unfreeze in the
+    guest): the run must not call its snapshot application-consistent."""
+    if agent.name != "quiesce":
+        pytest.skip("qemu-ga cannot report hooks, so it never claims application consistency")
+    g = boot(vm, agent, tmp_path, HOOK, rc_text=vmh.SHELL_RC, shell=True, extra_qmp=2)
+    repo, state = tmp_path / "repo", tmp_path / "state"
+    run(QUIESCE, "init", "--repo", repo)
+    env = env_for(state)
+    gate = Gate(tmp_path, "frozen")
+    p = start(g, repo, state, env=env_for(state, QUIESCE_FAULT_HOLD_AT=gate.env()))
+    try:
+        gate.wait(p)
+        other = run(QUIESCE, "backup", "--repo", repo, "--qmp", g.dir / "qmp2.sock", "--name", "vm1",
+                    "--consistency", "crash", env=env, check=False, timeout=120)
+        assert other.returncode == 7 and "pid %d" % p.pid in other.stderr, (other.returncode, other.stderr)
+        for how in (["--qga", g.agent_path], ["--qmp", g.dir / "qmp2.sock", "--qga", g.agent_path]):
+            t = run(QUIESCE, "thaw", *how, env=env, check=False, timeout=120)
+            assert t.returncode == 7 and "thaws the guest itself" in t.stderr, (how, t.returncode, t.stderr)
+        g.shell("fsfreeze --unfreeze /mnt/data")
+    finally:
+        gate.open()
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    meta = json.loads(out)["metadata"]
+    assert meta["consistency"] == "crash" and "thawed by someone else" in meta["consistency_reason"], meta
+    assert "only crash-consistent" in err, err
+    assert freeze_status(g) == "thawed"
+    nothing_in_qemu(g)
+    # with the lock free, thaw through either socket just says so
+    for how in (["--qga", g.agent_path], ["--qmp", g.dir / "qmp2.sock", "--qga", g.agent_path]):
+        t = run(QUIESCE, "thaw", *how, env=env, timeout=120)
+        assert t.stdout == "the guest was not frozen\n", t.stdout
