@@ -24,10 +24,21 @@ struct backup_disk {
 	struct source *src;
 };
 
+/* A source whose contents can stop being what they should (a VM's
+ * point-in-time view): check() is asked between chunks and, with `final`,
+ * once more just before the manifest is stored; <0 (with *e) stops the
+ * backup and no snapshot is written. */
+struct backup_guard {
+	int (*check)(void *ctx, bool final, struct err *e);
+	void *ctx;
+};
+
 /* Back up `n` open sources as one snapshot and write its manifest; the
- * caller holds the writers lock.  *doc: the --json document. */
+ * caller holds the writers lock.  guard may be NULL.  *doc: the --json
+ * document. */
 int backup_snapshot(struct cli *c, struct repo *r, const struct backup_disk *disks, size_t n, const char *name,
-		    const char *id, const char *when, json_object *meta, json_object **doc);
+		    const char *id, const char *when, json_object *meta, const struct backup_guard *guard,
+		    json_object **doc);
 void backup_print_summary(const json_object *doc);
 
 /* ---- running VMs (vm-backup.c) ---- */

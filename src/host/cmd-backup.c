@@ -55,6 +55,7 @@ struct pipeline {
 	pthread_cond_t staged, committed;
 	struct repo *repo;
 	struct progress *prog;
+	const struct backup_guard *guard;
 	_Atomic uint64_t chunks_new, chunks_reused, chunks_zero, bytes_stored, bytes_read, bytes_zero;
 };
 
@@ -209,6 +210,8 @@ static void feed(struct pipeline *p, struct source **src, struct manifest *m)
 				xerr(&e, QX_INTR, "interrupted; no snapshot was written");
 				pipeline_fail(p, &e);
 			}
+			if (p->guard && p->guard->check(p->guard->ctx, false, &e) < 0)
+				pipeline_fail(p, &e);
 			uint64_t off = (uint64_t)i * cs;
 			size_t len = (size_t)(d->size - off < cs ? d->size - off : cs);
 			bool zero = false;
@@ -252,11 +255,11 @@ static void feed(struct pipeline *p, struct source **src, struct manifest *m)
 }
 
 static int run_pipeline(struct cli *c, struct repo *r, struct source **src, struct manifest *m,
-			struct progress *prog, json_object *stats)
+			struct progress *prog, const struct backup_guard *guard, json_object *stats)
 {
 	int nthreads = c->threads;
 	size_t nbuf = (size_t)nthreads * 3;
-	struct pipeline p = {.repo = r, .prog = prog, .qcap = nbuf, .cqcap = 4 * nbuf};
+	struct pipeline p = {.repo = r, .prog = prog, .guard = guard, .qcap = nbuf, .cqcap = 4 * nbuf};
 	pthread_mutex_init(&p.mu, NULL);
 	pthread_cond_init(&p.work, NULL);
 	pthread_cond_init(&p.freed, NULL);
@@ -333,7 +336,8 @@ out:
 }
 
 int backup_snapshot(struct cli *c, struct repo *r, const struct backup_disk *disks, size_t n, const char *name,
-		    const char *id, const char *when, json_object *meta, json_object **doc)
+		    const char *id, const char *when, json_object *meta, const struct backup_guard *guard,
+		    json_object **doc)
 {
 	struct manifest m = {0};
 	struct progress prog;
@@ -366,7 +370,7 @@ int backup_snapshot(struct cli *c, struct repo *r, const struct backup_disk *dis
 		}
 	}
 	progress_start(&prog, "backup", total, !c->json);
-	rc = run_pipeline(c, r, src, &m, &prog, stats);
+	rc = run_pipeline(c, r, src, &m, &prog, guard, stats);
 	progress_end(&prog);
 	if (rc < 0)
 		goto out;
@@ -379,6 +383,8 @@ int backup_snapshot(struct cli *c, struct repo *r, const struct backup_disk *dis
 		rc = xerr(&c->err, QX_INTR, "interrupted; no snapshot was written");
 		goto out;
 	}
+	if (guard && (rc = guard->check(guard->ctx, true, &c->err)) < 0)
+		goto out;
 	if ((rc = repo_manifest_store(r, &m, &c->err)) < 0)
 		goto out;
 
@@ -533,7 +539,7 @@ int cmd_backup_main(int argc, char **argv, struct cli *c)
 	}
 	if ((rc = repo_lock_writers_shared(r, &c->err)) < 0)
 		goto out;
-	if ((rc = backup_snapshot(c, r, disks, nimages, name, id, when, meta, &doc)) < 0)
+	if ((rc = backup_snapshot(c, r, disks, nimages, name, id, when, meta, NULL, &doc)) < 0)
 		goto out;
 	if (c->json)
 		cli_print_json(json_object_get(doc));

@@ -67,3 +67,9 @@ bool fault_lose_reply(const char *cmd)
 	char unused[1];
 	return list_lookup(getenv("QUIESCE_FAULT_LOSE_REPLY"), cmd, unused, 0);
 }
+
+bool fault_skip(const char *what)
+{
+	char unused[1];
+	return list_lookup(getenv("QUIESCE_FAULT_SKIP"), what, unused, 0);
+}

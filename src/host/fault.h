@@ -16,6 +16,10 @@
  * QUIESCE_FAULT_LOSE_REPLY=CMD[,CMD...] makes the QMP client send CMD and
  * then report a timeout without reading its reply, as if QEMU had answered
  * after our deadline (the reply still comes and is skipped as stale).
+ *
+ * QUIESCE_FAULT_SKIP=WHAT[,WHAT...] leaves out a safeguard, to test the one
+ * behind it: "room-watch" (the scratch room check while reading: as if the
+ * filesystem filled between two looks).
  */
 #ifndef QUIESCE_FAULT_H
 #define QUIESCE_FAULT_H
@@ -30,5 +34,7 @@ void fault_point(void);
 void fault_hold(const char *step, volatile sig_atomic_t *stop);
 /* Whether QUIESCE_FAULT_LOSE_REPLY names `cmd`. */
 bool fault_lose_reply(const char *cmd);
+/* Whether QUIESCE_FAULT_SKIP names `what`. */
+bool fault_skip(const char *what);
 
 #endif

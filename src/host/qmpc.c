@@ -156,3 +156,28 @@ int qmpc_wait_event(struct qmpc *q, const char *name, const char *key, const cha
 			json_object_put(o);
 	}
 }
+
+int qmpc_next_event(struct qmpc *q, int timeout_ms, json_object **ev, struct err *e)
+{
+	if (json_object_array_length(q->events)) {
+		*ev = json_object_get(json_object_array_get_idx(q->events, 0));
+		json_object_array_del_idx(q->events, 0, 1);
+		return 0;
+	}
+	int64_t deadline = jsock_now_ms() + timeout_ms;
+	for (;;) {
+		json_object *o = NULL;
+		struct err re = {0};
+		if (jsock_recv(q->s, deadline, &o, &re) < 0) {
+			if (strstr(re.msg, "no answer in time"))
+				return 1;
+			*e = re;
+			return -(re.code ? re.code : QX_FAIL);
+		}
+		if (json_object_object_get_ex(o, "event", NULL)) {
+			*ev = o;
+			return 0;
+		}
+		json_object_put(o); /* a stale reply to a command that timed out */
+	}
+}

@@ -1,64 +1,51 @@
 // SPDX-License-Identifier: MIT
 /*
  * vm-backup: `quiesce backup --qmp ... --qga ...` — an application-
- * consistent backup of a running QEMU VM.
+ * consistent backup of a running QEMU VM.  This file is the flow and the
+ * guest agent's part; fleece.c is QEMU's part.
  *
- *   before freezing   everything slow or fallible: the repository lock, a
- *                     leftover freeze from a dead run (thawed first), the
+ *   before freezing   everything slow or fallible: the VM's identity and
+ *                     lock, the repository lock, what a dead run left in
+ *                     QEMU, a freeze a dead run left (thawed first), the
  *                     agent's liveness (resync with a random id), disk
  *                     discovery, scratch images, fleecing nodes, the NBD
- *                     server and exports;
+ *                     server and exports, and room for the worst case;
  *   frozen            guest-fsfreeze-freeze, then ONE QMP transaction that
- *                     starts a copy-before-write job (blockdev-backup
- *                     sync=none) from every disk into its fleecing node —
- *                     the point in time for all disks at once — then thaw;
- *   after             read every fleecing export over NBD into the
- *                     repository (only allocated, non-zero extents), and
- *                     tear down jobs, exports, nodes and scratch files.
+ *                     starts a copy-before-write job per disk — the point in
+ *                     time for all disks at once — then thaw;
+ *   after             read every view over NBD into the repository while a
+ *                     watcher keeps the views honest and the guest unharmed,
+ *                     check the jobs lasted, commit, and tear down by name.
  *
  * The window is the guest's own freeze and thaw plus one QMP round trip.
  * Every agent and QMP call has a deadline.  A marker is written before the
  * freeze and removed once a thaw is confirmed with guest-fsfreeze-status;
- * every exit path (errors, timeouts, SIGINT/SIGTERM) thaws, and a run that
- * finds a marker thaws before anything else.  The snapshot records the
+ * every exit path (errors, timeouts, signals) thaws, and a run that finds
+ * a marker thaws before anything else.  The snapshot records the
  * consistency reached and why (docs/vm-backup.md).
  */
 #include "backup.h"
 #include "fault.h"
+#include "fleece.h"
 #include "gac.h"
 #include "jsock.h"
 #include "qmpc.h"
 #include "thawmark.h"
 #include "xerr.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-extern char **environ;
-
 #define QMP_TIMEOUT_MS 10000
-#define TEARDOWN_TIMEOUT_MS 30000
+/* Scratch off the repository by default: the repository filling up must
+ * cost a backup, never the guest's writes (docs/vm-backup.md). */
+#define DEFAULT_SCRATCH "/var/tmp/quiesce"
 
-struct vmdisk {
-	char device[128]; /* QEMU's name for it (query-block "device" or "qdev") */
-	char node[256];	  /* the node the guest writes through */
-	uint64_t size;
-	char fleece[32], job[32], export_id[32], export_name[32];
-	char scratch[PATH_MAX + 64];
-	bool created, added, exported, job_started;
-};
+_Static_assert(FLEECE_MAX_DISKS == MAX_DISKS, "one limit on disks");
 
 struct vmb {
 	struct cli *c;
@@ -66,11 +53,7 @@ struct vmb {
 	const char *vm;
 	struct qmpc *q;
 	struct gac *g;
-	struct vmdisk d[MAX_DISKS];
-	size_t n;
-	char scratch[PATH_MAX - 128], sockdir[64], sock[108]; /* sock: sun_path's size */
-	bool scratch_made, nbd_started;
-	int scratch_lock; /* flock held on <scratch>/lock for the run: a dead run's dir is unlocked */
+	struct fleece f;
 	struct vmkey key; /* the VM's identity: its lock and marker */
 	struct thawmark mark;
 	bool maybe_frozen, has_report;
@@ -196,170 +179,6 @@ static int vm_identify(struct qmpc *q, const char *qmp, struct vmkey *k, struct 
 	return 0;
 }
 
-static bool ours(const char *name, const char *prefix)
-{
-	return name && !strncmp(name, prefix, strlen(prefix));
-}
-
-/* Removing what a run put into QEMU; shared by teardown and leftover cleanup.
- * Each waits for QEMU's event, so the next step (a node in use by an export
- * or a job cannot be deleted) finds it gone.  Failures are reported, not fatal. */
-static void warn_qmp(const struct err *e)
-{
-	fprintf(stderr, "quiesce backup: warning: cleanup in QEMU: %s\n", e->msg);
-}
-
-static void qmp_del_export(struct qmpc *q, const char *id)
-{
-	struct err e = {0};
-	json_object *a = json_object_new_object();
-	json_object_object_add(a, "id", json_object_new_string(id));
-	int rc = qmpc_execute(q, "block-export-del", a, QMP_TIMEOUT_MS, NULL, &e);
-	/* one removed by someone else (hard) is listed until it is gone: QEMU
-	 * says "already shutting down" (only a GenericError), so just wait */
-	if (rc < 0 && strstr(e.msg, "already shutting down")) {
-		memset(&e, 0, sizeof(e));
-		rc = 0;
-	}
-	if (rc < 0 || qmpc_wait_event(q, "BLOCK_EXPORT_DELETED", "id", id, TEARDOWN_TIMEOUT_MS, NULL, &e) < 0)
-		warn_qmp(&e);
-}
-
-static void qmp_cancel_job(struct qmpc *q, const char *id)
-{
-	struct err e = {0};
-	json_object *a = json_object_new_object();
-	json_object_object_add(a, "device", json_object_new_string(id));
-	json_object_object_add(a, "force", json_object_new_boolean(true));
-	if (qmpc_execute(q, "block-job-cancel", a, QMP_TIMEOUT_MS, NULL, &e) < 0 ||
-	    qmpc_wait_event(q, "BLOCK_JOB_CANCELLED", "device", id, TEARDOWN_TIMEOUT_MS, NULL, &e) < 0)
-		warn_qmp(&e);
-}
-
-static int qmp_del_node(struct qmpc *q, const char *node)
-{
-	struct err e = {0};
-	json_object *a = json_object_new_object();
-	json_object_object_add(a, "node-name", json_object_new_string(node));
-	int rc = qmpc_execute(q, "blockdev-del", a, QMP_TIMEOUT_MS, NULL, &e);
-	if (rc < 0)
-		warn_qmp(&e);
-	return rc;
-}
-
-/* Whether QEMU's answer to `query` lists an entry whose `key` is `id`
- * (true when it cannot tell: then the removal is tried and may warn). */
-static bool listed(struct qmpc *q, const char *query, const char *key, const char *id)
-{
-	struct err e = {0};
-	json_object *list = NULL;
-	if (qmpc_execute(q, query, NULL, QMP_TIMEOUT_MS, &list, &e) < 0)
-		return true;
-	bool found = false;
-	for (size_t i = 0; i < json_object_array_length(list) && !found; i++)
-		found = !strcmp(json_object_get_string(json_object_object_get(json_object_array_get_idx(list, i), key)) ?: "",
-				id);
-	json_object_put(list);
-	return found;
-}
-
-/* A run killed after it set up fleecing leaves nodes, a job, exports and an
- * NBD server in QEMU, and scratch images on disk: remove what bears our names. */
-static void clear_leftovers(struct vmb *v)
-{
-	struct err e = {0};
-	json_object *list = NULL;
-	int found = 0;
-	if (qmpc_execute(v->q, "query-block-exports", NULL, QMP_TIMEOUT_MS, &list, &e) == 0) {
-		for (size_t i = 0; i < json_object_array_length(list); i++) {
-			const char *id = json_object_get_string(json_object_object_get(json_object_array_get_idx(list, i), "id"));
-			if (!ours(id, "quiesce-exp"))
-				continue;
-			qmp_del_export(v->q, id);
-			found++;
-		}
-		if (found)
-			qmpc_execute(v->q, "nbd-server-stop", NULL, QMP_TIMEOUT_MS, NULL, &e);
-	}
-	json_object_put(list);
-	list = NULL;
-	if (qmpc_execute(v->q, "query-block-jobs", NULL, QMP_TIMEOUT_MS, &list, &e) == 0) {
-		for (size_t i = 0; i < json_object_array_length(list); i++) {
-			const char *id = json_object_get_string(json_object_object_get(json_object_array_get_idx(list, i), "device"));
-			if (!ours(id, "quiesce-job"))
-				continue;
-			qmp_cancel_job(v->q, id);
-			found++;
-		}
-	}
-	json_object_put(list);
-	list = NULL;
-	json_object *flat = json_object_new_object(); /* each node once, without its backing chain */
-	json_object_object_add(flat, "flat", json_object_new_boolean(true));
-	if (qmpc_execute(v->q, "query-named-block-nodes", flat, QMP_TIMEOUT_MS, &list, &e) == 0) {
-		for (size_t i = 0; i < json_object_array_length(list); i++) {
-			json_object *n = json_object_array_get_idx(list, i);
-			const char *node = json_object_get_string(json_object_object_get(n, "node-name"));
-			if (!ours(node, "quiesce-fleece"))
-				continue;
-			char file[PATH_MAX] = "";
-			const char *f = json_object_get_string(json_object_object_get(json_object_object_get(n, "image"), "filename"));
-			if (f)
-				snprintf(file, sizeof(file), "%s", f);
-			if (qmp_del_node(v->q, node) == 0 && ours(strrchr(file, '/') ? strrchr(file, '/') + 1 : "", "quiesce-fleece")) {
-				unlink(file);
-				*strrchr(file, '/') = '\0';
-				rmdir(file); /* the run's scratch directory, once empty */
-			}
-			found++;
-		}
-	}
-	json_object_put(list);
-	if (found)
-		fprintf(stderr, "quiesce backup: removed %d leftover%s of an earlier run from QEMU\n", found,
-			found == 1 ? "" : "s");
-}
-
-static int discover_disks(struct vmb *v)
-{
-	json_object *blocks = NULL;
-	int rc = qmpc_execute(v->q, "query-block", NULL, QMP_TIMEOUT_MS, &blocks, &v->c->err);
-	if (rc < 0)
-		return rc;
-	for (size_t i = 0; i < json_object_array_length(blocks); i++) {
-		json_object *b = json_object_array_get_idx(blocks, i), *ins, *x;
-		if (!json_object_object_get_ex(b, "inserted", &ins))
-			continue; /* an empty drive (CD-ROM without a medium) */
-		if (json_object_object_get_ex(ins, "ro", &x) && json_object_get_boolean(x))
-			continue; /* read-only media hold nothing of the guest's state */
-		if (v->n == MAX_DISKS) {
-			rc = xerr(&v->c->err, QX_SOURCE, "the VM has more than %d disks", MAX_DISKS);
-			break;
-		}
-		struct vmdisk *d = &v->d[v->n];
-		const char *dev = json_object_get_string(json_object_object_get(b, "device"));
-		const char *qdev = json_object_get_string(json_object_object_get(b, "qdev"));
-		const char *node = json_object_get_string(json_object_object_get(ins, "node-name"));
-		json_object *img = json_object_object_get(ins, "image");
-		if (!node || !img) {
-			rc = xerr(&v->c->err, QX_SOURCE, "query-block: a disk without a node name");
-			break;
-		}
-		snprintf(d->device, sizeof(d->device), "%s", dev && *dev ? dev : qdev ? qdev : node);
-		snprintf(d->node, sizeof(d->node), "%s", node);
-		d->size = (uint64_t)json_object_get_int64(json_object_object_get(img, "virtual-size"));
-		snprintf(d->fleece, sizeof(d->fleece), "quiesce-fleece%zu", v->n);
-		snprintf(d->job, sizeof(d->job), "quiesce-job%zu", v->n);
-		snprintf(d->export_id, sizeof(d->export_id), "quiesce-exp%zu", v->n);
-		snprintf(d->export_name, sizeof(d->export_name), "disk%zu", v->n);
-		v->n++;
-	}
-	json_object_put(blocks);
-	if (rc == 0 && v->n == 0)
-		rc = xerr(&v->c->err, QX_SOURCE, "the VM at %s has no writable disks to back up", v->o->qmp);
-	return rc;
-}
-
 static void set_level(struct vmb *v, const char *level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void set_level(struct vmb *v, const char *level, const char *fmt, ...)
 {
@@ -455,169 +274,16 @@ static int connect_agent(struct vmb *v)
 	return check_mountpoints(v);
 }
 
-static int run_cmd(char *const argv[], struct err *e)
-{
-	pid_t pid;
-	int st;
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-	int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	if (rc)
-		return xerr_sys(e, QX_FAIL, rc, "cannot run %s", argv[0]);
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			return xerr_sys(e, QX_FAIL, errno, "waitpid");
-	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : xerr(e, QX_FAIL, "%s failed", argv[0]);
-}
-
-/* Scratch directories of runs that died (their lock is free): remove them. */
-static void sweep_scratch(const char *base, const char *prefix)
-{
-	DIR *d = opendir(base);
-	struct dirent *de;
-	while (d && (de = readdir(d))) {
-		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
-			continue;
-		char dir[PATH_MAX], path[PATH_MAX + 256];
-		snprintf(dir, sizeof(dir), "%.3800s/%s", base, de->d_name);
-		snprintf(path, sizeof(path), "%s/lock", dir);
-		int fd = open(path, O_RDWR | O_CLOEXEC);
-		if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0) {
-			close(fd); /* a live run's */
-			continue;
-		}
-		DIR *sub = opendir(dir);
-		struct dirent *se;
-		while (sub && (se = readdir(sub))) {
-			if (!strcmp(se->d_name, ".") || !strcmp(se->d_name, ".."))
-				continue;
-			snprintf(path, sizeof(path), "%s/%s", dir, se->d_name);
-			unlink(path);
-		}
-		if (sub)
-			closedir(sub);
-		rmdir(dir);
-		if (fd >= 0)
-			close(fd);
-	}
-	if (d)
-		closedir(d);
-}
-
-static int prepare_fleecing(struct vmb *v, struct repo *r)
-{
-	struct err *e = &v->c->err;
-	char base[PATH_MAX];
-	snprintf(base, sizeof(base), "%.4000s%s", v->o->scratch ? v->o->scratch : r->path, v->o->scratch ? "" : "/tmp");
-	sweep_scratch(base, v->o->scratch ? "quiesce-" : "vm-");
-	snprintf(v->scratch, sizeof(v->scratch), "%.3800s/%s", base, v->o->scratch ? "quiesce-XXXXXX" : "vm-XXXXXX");
-	if (!mkdtemp(v->scratch))
-		return xerr_sys(e, QX_FAIL, errno, "cannot create a scratch directory like %s", v->scratch);
-	v->scratch_made = true;
-	char lockp[PATH_MAX];
-	snprintf(lockp, sizeof(lockp), "%.4000s/lock", v->scratch);
-	v->scratch_lock = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (v->scratch_lock < 0 || flock(v->scratch_lock, LOCK_EX) < 0)
-		return xerr_sys(e, QX_FAIL, errno, "cannot lock %s", lockp);
-	char real[PATH_MAX];
-	if (realpath(v->scratch, real) && strlen(real) < sizeof(v->scratch))
-		memcpy(v->scratch, real, strlen(real) + 1); /* QEMU's working directory is not ours */
-	int rc = 0;
-	for (size_t i = 0; i < v->n && rc == 0; i++) {
-		struct vmdisk *d = &v->d[i];
-		char size[32];
-		snprintf(d->scratch, sizeof(d->scratch), "%s/%s.qcow2", v->scratch, d->fleece);
-		snprintf(size, sizeof(size), "%llu", (unsigned long long)d->size);
-		char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", d->scratch, size, NULL};
-		if ((rc = run_cmd(argv, e)) < 0)
-			break;
-		d->created = true;
-		json_object *a = json_object_new_object(), *file = json_object_new_object();
-		json_object_object_add(file, "driver", json_object_new_string("file"));
-		json_object_object_add(file, "filename", json_object_new_string(d->scratch));
-		json_object_object_add(a, "driver", json_object_new_string("qcow2"));
-		json_object_object_add(a, "node-name", json_object_new_string(d->fleece));
-		json_object_object_add(a, "file", file);
-		json_object_object_add(a, "backing", json_object_new_string(d->node));
-		if ((rc = qmpc_execute(v->q, "blockdev-add", a, QMP_TIMEOUT_MS, NULL, e)) < 0)
-			break;
-		d->added = true;
-	}
-	if (rc < 0)
-		return rc;
-	/* A unix socket path must fit in 108 bytes: in the scratch directory if
-	 * it fits, else in a directory of its own under /tmp (empty ones left by
-	 * killed runs are removed here; a live run's holds its socket). */
-	size_t slen = strlen(v->scratch);
-	if (slen + sizeof("/nbd.sock") <= sizeof(v->sock)) {
-		memcpy(v->sock, v->scratch, slen);
-		memcpy(v->sock + slen, "/nbd.sock", sizeof("/nbd.sock"));
-	} else {
-		DIR *t = opendir("/tmp");
-		struct dirent *de;
-		while (t && (de = readdir(t))) {
-			char old[300];
-			snprintf(old, sizeof(old), "/tmp/%s", de->d_name);
-			if (!strncmp(de->d_name, "quiesce-nbd-", 12))
-				rmdir(old);
-		}
-		if (t)
-			closedir(t);
-		strcpy(v->sockdir, "/tmp/quiesce-nbd-XXXXXX");
-		if (!mkdtemp(v->sockdir))
-			return xerr_sys(e, QX_FAIL, errno, "cannot create a directory for the NBD socket");
-		snprintf(v->sock, sizeof(v->sock), "%s/nbd.sock", v->sockdir);
-	}
-	json_object *a = json_object_new_object(), *addr = json_object_new_object(), *data = json_object_new_object();
-	json_object_object_add(data, "path", json_object_new_string(v->sock));
-	json_object_object_add(addr, "type", json_object_new_string("unix"));
-	json_object_object_add(addr, "data", data);
-	json_object_object_add(a, "addr", addr);
-	if ((rc = qmpc_execute(v->q, "nbd-server-start", a, QMP_TIMEOUT_MS, NULL, e)) < 0)
-		return rc;
-	v->nbd_started = true;
-	fault_hold("nbd-started", &cli_interrupted);
-	for (size_t i = 0; i < v->n && rc == 0; i++) {
-		struct vmdisk *d = &v->d[i];
-		a = json_object_new_object();
-		json_object_object_add(a, "type", json_object_new_string("nbd"));
-		json_object_object_add(a, "id", json_object_new_string(d->export_id));
-		json_object_object_add(a, "node-name", json_object_new_string(d->fleece));
-		json_object_object_add(a, "name", json_object_new_string(d->export_name));
-		json_object_object_add(a, "writable", json_object_new_boolean(false));
-		if ((rc = qmpc_execute(v->q, "block-export-add", a, QMP_TIMEOUT_MS, NULL, e)) == 0)
-			d->exported = true;
-	}
-	return rc;
-}
-
 /* ---- the frozen window ---- */
 
+/* The transaction; from its answer on, the views are fixed and watched. */
 static int point_in_time(struct vmb *v)
 {
-	json_object *actions = json_object_new_array();
-	for (size_t i = 0; i < v->n; i++) {
-		json_object *act = json_object_new_object(), *data = json_object_new_object();
-		json_object_object_add(data, "device", json_object_new_string(v->d[i].node));
-		json_object_object_add(data, "target", json_object_new_string(v->d[i].fleece));
-		json_object_object_add(data, "sync", json_object_new_string("none"));
-		json_object_object_add(data, "job-id", json_object_new_string(v->d[i].job));
-		json_object_object_add(act, "type", json_object_new_string("blockdev-backup"));
-		json_object_object_add(act, "data", data);
-		json_object_array_add(actions, act);
-	}
-	json_object *a = json_object_new_object();
-	json_object_object_add(a, "actions", actions);
-	int rc = qmpc_execute(v->q, "transaction", a, QMP_TIMEOUT_MS, NULL, &v->c->err);
+	int rc = fleece_fix(&v->f, &v->c->err);
 	v->t_txn_done = jsock_now_ms();
 	if (!v->id[0])
 		repo_new_id(v->id, v->when); /* QEMU has just said the views are fixed */
-	if (rc == 0)
-		for (size_t i = 0; i < v->n; i++)
-			v->d[i].job_started = true; /* all or none: a transaction */
-	return rc;
+	return rc < 0 ? rc : fleece_watch_start(&v->f, &v->c->err);
 }
 
 static int thaw(struct vmb *v, struct err *e)
@@ -745,41 +411,6 @@ static void judge(struct vmb *v)
 
 /* ---- after ---- */
 
-static void teardown(struct vmb *v)
-{
-	struct err e = {0};
-	for (size_t i = 0; v->q && i < v->n; i++) {
-		struct vmdisk *d = &v->d[i];
-		/* an export or job may be gone already (removed under us, or the cause of the failure) */
-		if (d->exported && listed(v->q, "query-block-exports", "id", d->export_id))
-			qmp_del_export(v->q, d->export_id);
-		if (d->job_started && listed(v->q, "query-block-jobs", "device", d->job))
-			qmp_cancel_job(v->q, d->job);
-		if (d->added)
-			qmp_del_node(v->q, d->fleece);
-		d->exported = d->job_started = d->added = false;
-	}
-	if (v->q && v->nbd_started)
-		qmpc_execute(v->q, "nbd-server-stop", NULL, QMP_TIMEOUT_MS, NULL, &e);
-	v->nbd_started = false;
-	for (size_t i = 0; i < v->n; i++)
-		if (v->d[i].created)
-			unlink(v->d[i].scratch);
-	if (v->sock[0])
-		unlink(v->sock);
-	if (v->sockdir[0])
-		rmdir(v->sockdir);
-	if (v->scratch_made) {
-		char lockp[PATH_MAX];
-		snprintf(lockp, sizeof(lockp), "%.4000s/lock", v->scratch);
-		unlink(lockp);
-		rmdir(v->scratch);
-	}
-	if (v->scratch_lock >= 0)
-		close(v->scratch_lock);
-	v->scratch_lock = -1;
-}
-
 static json_object *window_json(struct vmb *v)
 {
 	json_object *o = json_object_new_object();
@@ -804,13 +435,21 @@ static json_object *window_json(struct vmb *v)
 	return o;
 }
 
+/* The pipeline asks between chunks, and once more just before it stores
+ * the manifest, whether the views it reads are still the point in time. */
+static int guard_check(void *ctx, bool final, struct err *e)
+{
+	struct vmb *v = ctx;
+	return final ? fleece_finish(&v->f, e) : fleece_check(&v->f, e);
+}
+
 int vm_backup_run(struct cli *c, struct vm_backup_opts *o, const char *name, const char *id, const char *when,
 		  json_object *meta)
 {
 	if (!name || !*name)
 		return cli_usage(c, "a VM backup needs --name (the VM's name, which groups its snapshots)");
 	default_timeouts(o);
-	struct vmb v = {.c = c, .o = o, .vm = name, .scratch_lock = -1};
+	struct vmb v = {.c = c, .o = o, .vm = name};
 	if (id) {
 		snprintf(v.id, sizeof(v.id), "%s", id);
 		snprintf(v.when, sizeof(v.when), "%s", when);
@@ -823,7 +462,8 @@ int vm_backup_run(struct cli *c, struct vm_backup_opts *o, const char *name, con
 	if ((rc = cli_open_repo(c, &r)) < 0)
 		return rc;
 	/* who the VM is comes from QEMU; nothing is changed before its lock is held */
-	if ((rc = qmpc_connect(o->qmp, QMP_TIMEOUT_MS, &v.q, &c->err)) < 0 || (rc = vm_identify(v.q, o->qmp, &v.key, &c->err)) < 0)
+	if ((rc = qmpc_connect(o->qmp, QMP_TIMEOUT_MS, &v.q, &c->err)) < 0 ||
+	    (rc = vm_identify(v.q, o->qmp, &v.key, &c->err)) < 0)
 		goto out;
 	if ((rc = vmlock = vmlock_take(&v.key, o->qmp, &c->err)) < 0)
 		goto out;
@@ -831,16 +471,20 @@ int vm_backup_run(struct cli *c, struct vm_backup_opts *o, const char *name, con
 		goto out;
 	if (o->qga && (rc = thawmark_init(&v.mark, &v.key, &c->err)) < 0)
 		goto out;
-	if ((rc = interrupted(&v, "at the start")) < 0)
+	if ((rc = fleece_init(&v.f, v.q, o->qmp, o->scratch ? o->scratch : DEFAULT_SCRATCH, !o->scratch, &v.key,
+			      &c->err)) < 0 ||
+	    (rc = interrupted(&v, "at the start")) < 0)
 		goto out;
-	clear_leftovers(&v);
-	if ((rc = discover_disks(&v)) < 0 || (rc = interrupted(&v, "before the freeze")) < 0)
+	if ((rc = fleece_clear_leftovers(&v.f, &c->err)) < 0)
+		goto out;
+	if ((rc = fleece_discover(&v.f, &c->err)) < 0 || (rc = interrupted(&v, "before the freeze")) < 0)
 		goto out;
 	if (o->policy == POLICY_CRASH)
 		set_level(&v, "crash", "--consistency crash: the guest agent was not asked");
 	else if ((rc = connect_agent(&v)) < 0 || (rc = interrupted(&v, "before the freeze")) < 0)
 		goto out;
-	if ((rc = prepare_fleecing(&v, r)) < 0 || (rc = interrupted(&v, "before the freeze")) < 0)
+	if ((rc = fleece_prepare(&v.f, &c->err)) < 0 || (rc = interrupted(&v, "before the freeze")) < 0 ||
+	    (rc = fleece_check_room(&v.f, &c->err)) < 0)
 		goto out;
 	fault_hold("prepared", &cli_interrupted);
 	if ((rc = interrupted(&v, "before the freeze")) < 0)
@@ -865,18 +509,19 @@ int vm_backup_run(struct cli *c, struct vm_backup_opts *o, const char *name, con
 
 	/* read the fixed views */
 	fault_hold("reading", &cli_interrupted);
-	for (size_t i = 0; i < v.n; i++) {
+	for (size_t i = 0; i < v.f.n; i++) {
 		char uri[PATH_MAX + 64];
-		snprintf(uri, sizeof(uri), "nbd+unix:///%s?socket=%s", v.d[i].export_name, v.sock);
+		fleece_uri(&v.f, i, uri, sizeof(uri));
 		if ((rc = source_open(uri, &disks[i].src, &c->err)) < 0)
 			goto out;
-		snprintf(disks[i].name, sizeof(disks[i].name), "%s", v.d[i].device);
-		disks[i].label = v.d[i].node;
+		snprintf(disks[i].name, sizeof(disks[i].name), "%s", v.f.d[i].device);
+		disks[i].label = v.f.d[i].node;
 	}
 	json_object *w = window_json(&v);
 	json_object_object_foreach(w, k, val) json_object_object_add(meta, k, json_object_get(val));
 	json_object_put(w);
-	rc = backup_snapshot(c, r, disks, v.n, name, v.id, v.when, meta, &doc);
+	struct backup_guard guard = {guard_check, &v};
+	rc = backup_snapshot(c, r, disks, v.f.n, name, v.id, v.when, meta, &guard, &doc);
 	if (rc == 0) {
 		if (c->json) {
 			json_object_object_add(doc, "metadata", json_object_get(meta));
@@ -889,7 +534,9 @@ int vm_backup_run(struct cli *c, struct vm_backup_opts *o, const char *name, con
 		}
 	}
 out:
-	for (size_t i = 0; i < v.n; i++)
+	/* our NBD clients close first: the exports are then deleted in hard
+	 * mode, which drops only clients that are not ours */
+	for (size_t i = 0; i < v.f.n; i++)
 		source_close(disks[i].src);
 	if (v.maybe_frozen && !v.thaw_gave_up) {
 		struct err te = {0};
@@ -901,7 +548,7 @@ out:
 			"the marker %s stays, so the next backup of this VM thaws it first; to thaw it now: "
 			"quiesce thaw --qmp %s --qga %s\n",
 			thaw_budget_ms(o) / 1000, v.mark.path, o->qmp, o->qga);
-	teardown(&v);
+	fleece_teardown(&v.f);
 	json_object_put(doc);
 	json_object_put(v.report);
 	gac_close(v.g);

@@ -60,12 +60,26 @@ def quiesce(g, repo, state, *extra, check=True):
                "--name", "vm1", "--json", *extra, check=check, env=env, timeout=300)
 
 
+def vm_key(g):
+    """The 16 hex digits quiesce names a VM's lock, marker and scratch
+    directory after: QEMU has no -uuid here, so its process (pid and start
+    time) identifies it."""
+    import hashlib
+    stat = Path("/proc/%d/stat" % g.proc.pid).read_text()
+    start = stat.rsplit(")", 1)[1].split()[19]
+    return hashlib.sha256(b"qemu:%d:%s" % (g.proc.pid, start.encode())).hexdigest()[:16]
+
+
+DEFAULT_SCRATCH = Path("/var/tmp/quiesce")
+
+
 def assert_nothing_left(g, repo):
     assert g.qmp("query-block-jobs") == []
     nodes = [n["node-name"] for n in g.qmp("query-named-block-nodes")]
     assert not [n for n in nodes if n.startswith("quiesce-")], nodes
     assert g.qmp("query-block-exports") == []
-    assert not list((Path(repo) / "tmp").iterdir()), "scratch files left in the repository"
+    assert not list((Path(repo) / "tmp").iterdir()), "scratch files in the repository"
+    assert not (DEFAULT_SCRATCH / ("vm-" + vm_key(g))).exists(), "scratch left in %s" % DEFAULT_SCRATCH
 
 
 def test_backup_of_a_writing_guest_is_consistent(guest, agent, tmp_path):
@@ -307,7 +321,7 @@ def test_repository_full_mid_read(vm, agent, tmp_path):
         assert json.loads(run(QUIESCE, "snapshots", "--repo", repo, "--json").stdout) == []
         assert freeze_status(g) == "thawed"
         assert g.qmp("query-block-jobs") == [] and g.qmp("query-block-exports") == []
-        assert not [p for p in tmp_path.iterdir() if p.name.startswith("quiesce-")], "scratch left"
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith("vm-")], "scratch left"
         assert run(QUIESCE, "verify", "--repo", repo).returncode == 0
         run(QUIESCE, "gc", "--repo", repo)
     finally:

@@ -213,3 +213,69 @@ def test_one_identity_per_vm_and_a_thaw_behind_our_back(vm, agent, tmp_path):
     for how in (["--qga", g.agent_path], ["--qmp", g.dir / "qmp2.sock", "--qga", g.agent_path]):
         t = run(QUIESCE, "thaw", *how, env=env, timeout=120)
         assert t.stdout == "the guest was not frozen\n", t.stdout
+
+
+def scratch_left(scratch):
+    """Files quiesce left under a --scratch-dir (its per-VM directory included)."""
+    return [str(p) for p in Path(scratch).rglob("*")]
+
+
+def test_teardown_removes_what_qemu_lists_not_what_replies_said(vm, agent, tmp_path):
+    """Replies that come after quiesce's deadline (QUIESCE_FAULT_LOSE_REPLY:
+    QEMU did the command, quiesce never saw the answer) for the transaction,
+    the NBD server, a fleecing node and an export: each run fails, the
+    guest is thawed, and nothing stays in QEMU — above all no job still
+    copying into a scratch file that was unlinked.  A run killed right after
+    it started the NBD server (no export yet) leaves a server the next run
+    stops.  And an NBD client that is not ours cannot keep an export (and
+    its node and scratch image) alive: exports go in hard mode."""
+    if agent.name != "quiesce":
+        pytest.skip("agent-independent")
+    g = boot(vm, agent, tmp_path, HOOK, rc_text=None)
+    repo, state, scratch = tmp_path / "repo", tmp_path / "state", tmp_path / "scratch"
+    run(QUIESCE, "init", "--repo", repo)
+    scratch.mkdir()
+    for cmd in ("transaction", "nbd-server-start", "blockdev-add", "block-export-add"):
+        p = start(g, repo, state, "--scratch-dir", scratch, env=env_for(state, QUIESCE_FAULT_LOSE_REPLY=cmd))
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 1 and "QMP %s: no answer" % cmd in err, (cmd, p.returncode, err)
+        assert "warning" not in err, (cmd, err)
+        assert freeze_status(g) == "thawed", cmd
+        nothing_in_qemu(g)
+        assert scratch_left(scratch) == [], cmd
+    # killed with the NBD server started and no export added yet
+    gate = Gate(tmp_path, "nbd-started")
+    p = start(g, repo, state, "--scratch-dir", scratch, env=env_for(state, QUIESCE_FAULT_HOLD_AT=gate.env()))
+    gate.wait(p)
+    p.kill()
+    p.wait()
+    gate.open()
+    # a stray client reading the export when the run ends
+    gate = Gate(tmp_path, "prepared")
+    p = start(g, repo, state, "--scratch-dir", scratch, env=env_for(state, QUIESCE_FAULT_HOLD_AT=gate.env()))
+    gate.wait(p)
+    sock = next(scratch.glob("vm-*/nbd.sock"))
+    stray = subprocess.Popen(["qemu-io", "-r", "-f", "raw", "nbd+unix:///disk0?socket=%s" % sock],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        stray.stdin.write("read 0 512\n")
+        stray.stdin.flush()
+        line = ""
+        while "read 512/512 bytes" not in line:
+            line = stray.stdout.readline()
+            assert line, "qemu-io could not read the export"
+        gate.open()
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, (p.returncode, err)
+        assert "removed 2 leftovers of an earlier run" in err, err  # its node and NBD server
+        assert "warning" not in err, err
+        nothing_in_qemu(g)
+        assert scratch_left(scratch) == []
+    finally:
+        stray.stdin.close()
+        try:
+            stray.wait(30)
+        except subprocess.TimeoutExpired:
+            stray.kill()
+            stray.wait()
+    assert len(snapshots(repo)) == 1
