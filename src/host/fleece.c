@@ -111,6 +111,7 @@ int fleece_discover(struct fleece *f, struct err *e)
 		d->size = (uint64_t)json_object_get_int64(json_object_object_get(img, "virtual-size"));
 		snprintf(d->target, sizeof(d->target), "quiesce-fleece%zu", f->n);
 		snprintf(d->job, sizeof(d->job), "quiesce-job%zu", f->n);
+		snprintf(d->filter, sizeof(d->filter), "quiesce-cbw%zu", f->n);
 		snprintf(d->export_id, sizeof(d->export_id), "quiesce-exp%zu", f->n);
 		snprintf(d->export_name, sizeof(d->export_name), "disk%zu", f->n);
 		snprintf(d->image, sizeof(d->image), "%s/fleece%zu.qcow2", f->dir, f->n);
@@ -492,6 +493,9 @@ int fleece_fix(struct fleece *f, struct err *e)
 		json_object_object_add(data, "target", json_object_new_string(f->d[i].target));
 		json_object_object_add(data, "sync", json_object_new_string("none"));
 		json_object_object_add(data, "job-id", json_object_new_string(f->d[i].job));
+		/* the job's copy-before-write filter, named: a guest write error
+		 * reports the node above the disk, which is then this one */
+		json_object_object_add(data, "filter-node-name", json_object_new_string(f->d[i].filter));
 		json_object_object_add(act, "type", json_object_new_string("blockdev-backup"));
 		json_object_object_add(act, "data", data);
 		json_object_array_add(actions, act);
@@ -507,7 +511,7 @@ static void resume_if_paused_by_us(struct fleece *f)
 {
 	json_object *st = NULL;
 	struct err e = {0};
-	if (!f->vm_was_running || qmpc_execute(f->q, "query-status", NULL, QMP_TIMEOUT_MS, &st, &e) < 0)
+	if (!f->vm_was_running || f->resumed || qmpc_execute(f->q, "query-status", NULL, QMP_TIMEOUT_MS, &st, &e) < 0)
 		return;
 	bool io_error = !strcmp(str_member(st, "status") ?: "", "io-error");
 	json_object_put(st);
@@ -516,6 +520,7 @@ static void resume_if_paused_by_us(struct fleece *f)
 	/* With werror=enospc (the default) a failed write pauses the VM and is
 	 * retried on resume.  Our jobs are gone, so the retry goes straight to
 	 * the disk; if the error was not ours, it pauses the VM again. */
+	f->resumed = true;
 	if (qmpc_execute(f->q, "cont", NULL, QMP_TIMEOUT_MS, NULL, &e) == 0)
 		fprintf(stderr, "quiesce backup: warning: the VM had paused on a write error while the backup ran; "
 				"quiesce removed its copy-before-write jobs and resumed it\n");
@@ -551,12 +556,23 @@ static void lose(struct fleece *f, int code, const char *fmt, ...)
 
 static const struct fleece_disk *disk_of(struct fleece *f, json_object *data)
 {
-	const char *job = str_member(data, "device"), *node = str_member(data, "node-name");
+	const char *dev = str_member(data, "device"), *node = str_member(data, "node-name");
 	for (size_t i = 0; i < f->n; i++)
-		if ((job && (!strcmp(job, f->d[i].job) || !strcmp(job, f->d[i].device))) ||
-		    (node && !strcmp(node, f->d[i].node)))
+		if ((dev && (!strcmp(dev, f->d[i].job) || !strcmp(dev, f->d[i].device))) ||
+		    (node && (!strcmp(node, f->d[i].node) || !strcmp(node, f->d[i].filter))))
 			return &f->d[i];
 	return NULL;
+}
+
+static bool paused_on_error(struct fleece *f)
+{
+	json_object *st = NULL;
+	struct err e = {0};
+	if (qmpc_execute(f->q, "query-status", NULL, QMP_TIMEOUT_MS, &st, &e) < 0)
+		return false;
+	bool yes = !strcmp(str_member(st, "status") ?: "", "io-error");
+	json_object_put(st);
+	return yes;
 }
 
 static void on_event(struct fleece *f, json_object *ev)
@@ -570,11 +586,16 @@ static void on_event(struct fleece *f, json_object *ev)
 		     "the copy-before-write job of %s ended (%s) while it was read: its export would show live data, "
 		     "not the point in time; no snapshot was written",
 		     d->device, name);
-	else if (d && !strcmp(name, "BLOCK_IO_ERROR"))
-		lose(f, QX_FAIL, "a %s on %s failed (%s) while the disks were read; no snapshot was written",
-		     str_member(data, "operation") ?: "write", d->device, str_member(data, "reason") ?: "I/O error");
+	else if (!strcmp(name, "BLOCK_IO_ERROR"))
+		/* any disk: with the filter above it, which node QEMU names can
+		 * vary, and a failed guest write while our jobs run may be ours */
+		lose(f, QX_FAIL, "a guest %s on %s failed (%s) while the disks were read; no snapshot was written",
+		     str_member(data, "operation") ?: "write", d ? d->device : str_member(data, "node-name") ?: "a disk",
+		     str_member(data, "reason") ?: "I/O error");
+	else if (!strcmp(name, "STOP") && paused_on_error(f))
+		lose(f, QX_FAIL, "the VM paused on an I/O error while the disks were read; no snapshot was written");
 	else if (!strcmp(name, "STOP"))
-		resume_if_paused_by_us(f); /* after a loss; before one, BLOCK_IO_ERROR came first */
+		resume_if_paused_by_us(f); /* a loss resumes; a pause after it is rechecked (once) */
 	else if (!strcmp(name, "SHUTDOWN"))
 		lose(f, QX_SOURCE, "the VM shut down while its disks were read; no snapshot was written");
 }

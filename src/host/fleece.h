@@ -58,7 +58,7 @@ struct fleece_disk {
 	char device[128]; /* QEMU's name for it (query-block "device" or "qdev") */
 	char node[256];	  /* the node the guest writes through */
 	uint64_t size;
-	char target[32], job[32], export_id[32], export_name[32]; /* quiesce-fleeceN, quiesce-jobN, ... */
+	char target[32], job[32], filter[32], export_id[32], export_name[32]; /* quiesce-fleeceN, -jobN, -cbwN... */
 	char image[PATH_MAX];					  /* the scratch qcow2 */
 	uint64_t worst;	  /* the most the scratch image can grow to (measured) */
 };
@@ -71,6 +71,7 @@ struct fleece {
 	char dir[PATH_MAX - 256]; /* this VM's scratch directory */
 	char sock[108];		  /* the NBD server's socket (sun_path's size) */
 	bool vm_was_running; /* at the start: a pause later may be ours to undo */
+	bool resumed;	     /* once: a VM that pauses again without our jobs is not ours to resume */
 	/* the watch during the read */
 	pthread_t watcher;
 	bool watching;

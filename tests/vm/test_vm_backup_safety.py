@@ -279,3 +279,100 @@ def test_teardown_removes_what_qemu_lists_not_what_replies_said(vm, agent, tmp_p
             stray.kill()
             stray.wait()
     assert len(snapshots(repo)) == 1
+
+
+def guest_io_errors(g):
+    """Kernel messages of failed I/O in the guest."""
+    log = g.shell("dmesg")
+    return [l for l in log.splitlines() if "I/O error" in l or "EXT4-fs error" in l or "EXT4-fs warning" in l]
+
+
+def free_bytes(path):
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def test_a_full_scratch_never_fails_a_guest_write_or_pauses_the_vm(vm, agent, tmp_path):
+    """QEMU 7.2's copy-before-write fails the guest's own write when the
+    scratch is full (with werror=enospc the VM pauses, and nothing resumes
+    it).  Scratch here is a small tmpfs; the guest overwrites old data (which
+    must be copied there first) at the worst moment, while quiesce reads.
+      - too small for the worst case: refused before anything is frozen;
+      - the copy-before-write job ends under the read (cancelled by someone
+        else): no snapshot, since the export would read live data;
+      - the tmpfs fills (something else writes there) during the read:
+        quiesce stops the backup before the guest writes more than fits;
+      - the same, with the room watch left out (as if it filled between two
+        looks): the guest's write pauses the VM; quiesce takes its job away
+        and resumes it, and the write completes.
+    Each time: a clear error, exit non-zero, no snapshot, the guest's write
+    succeeds, no I/O error in the guest, the VM running, nothing left."""
+    if agent.name != "quiesce":
+        pytest.skip("agent-independent")
+    g = boot(vm, agent, tmp_path, HOOK, rc_text=vmh.SHELL_RC, shell=True)
+    repo, state, scratch = tmp_path / "repo", tmp_path / "state", tmp_path / "scratch"
+    run(QUIESCE, "init", "--repo", repo)
+    scratch.mkdir()
+    run("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", scratch)
+    filler = scratch / "filler"
+    overwrite = "dd if=/dev/zero of=/mnt/data/files/rand0.bin bs=1M count=8 conv=notrunc,fsync 2>&1 && sync"
+
+    def unharmed(what):
+        assert g.qmp("query-status")["status"] == "running", what
+        assert not [e for e in g._qmp.events if e["event"] in ("BLOCK_IO_ERROR", "STOP")], what
+        assert guest_io_errors(g) == [], what
+        assert freeze_status(g) == "thawed", what
+        nothing_in_qemu(g)
+        assert scratch_left(scratch) == [], what
+        assert snapshots(repo) == [], what
+
+    try:
+        # the worst case does not fit
+        p = start(g, repo, state, "--scratch-dir", scratch)
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 6 and "nothing was frozen" in err, (p.returncode, err)
+        assert g.shell("ls /mnt/data/before-freeze", check=False)[0] != 0, "the freeze hook ran"
+        unharmed("refused")
+        run("mount", "-o", "remount,size=64m", scratch)
+
+        # the job ends under the read
+        gate = Gate(tmp_path, "reading")
+        p = start(g, repo, state, "--scratch-dir", scratch, env=env_for(state, QUIESCE_FAULT_HOLD_AT=gate.env()))
+        gate.wait(p)
+        g.qmp("block-job-cancel", device="quiesce-job0", force=True)
+        g.wait_event("BLOCK_JOB_CANCELLED", match=lambda ev: ev["data"]["device"] == "quiesce-job0")
+        gate.open()
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 1 and "vblk0" in err and "ended" in err and "live data" in err, (p.returncode, err)
+        unharmed("job cancelled")
+
+        # the scratch fills during the read
+        for skip in ("", "room-watch"):
+            gate = Gate(tmp_path, "reading" + skip)
+            gate.step = "reading"
+            p = start(g, repo, state, "--scratch-dir", scratch,
+                      env=env_for(state, QUIESCE_FAULT_HOLD_AT=gate.env(), QUIESCE_FAULT_SKIP=skip))
+            gate.wait(p)
+            with open(filler, "wb") as f:
+                f.write(bytes(free_bytes(scratch) - (2 << 20)))
+            if not skip:
+                g.wait_event("BLOCK_JOB_CANCELLED", match=lambda ev: ev["data"]["device"] == "quiesce-job0")
+            g.shell(overwrite, timeout=120)  # 8 MiB of old data: more than the 2 MiB left
+            if skip:
+                # it paused on ENOSPC (werror=enospc) and was resumed: the
+                # write was retried without our job, and it completed
+                g.wait_event("RESUME")
+                seen = [e for e in g._qmp.events if e["event"] in ("BLOCK_IO_ERROR", "STOP")]
+                assert seen and all(e["data"]["nospace"] for e in seen if e["event"] == "BLOCK_IO_ERROR"), seen
+                g._qmp.events[:] = [e for e in g._qmp.events if e not in seen]
+            gate.open()
+            out, err = p.communicate(timeout=300)
+            assert p.returncode != 0 and "no snapshot was written" in err, (skip, p.returncode, err)
+            if skip:
+                assert "resumed it" in err, err
+            else:
+                assert p.returncode == 6 and "filling up" in err and "before a guest write could fail" in err, err
+            filler.unlink()
+            unharmed("scratch filling, skip=%r" % skip)
+    finally:
+        run("umount", "-l", scratch, check=False)
