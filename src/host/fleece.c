@@ -45,6 +45,21 @@ static const char *str_member(json_object *o, const char *key)
 
 /* ---- names and paths ---- */
 
+/* A directory only we can write to (made if missing): QEMU writes where
+ * our scratch images point, so nobody else may swap them for symlinks. */
+static int private_dir(const char *path, struct err *e)
+{
+	struct stat st;
+	if (mkdir(path, 0700) < 0 && errno != EEXIST)
+		return xerr_sys(e, QX_FAIL, errno, "cannot create %s", path);
+	if (lstat(path, &st) < 0)
+		return xerr_sys(e, QX_FAIL, errno, "%s", path);
+	if (!S_ISDIR(st.st_mode) || st.st_uid != getuid() || (st.st_mode & 022))
+		return xerr(e, QX_FAIL, "%s is not a directory that only this user can write to: not putting scratch there",
+			    path);
+	return 0;
+}
+
 int fleece_init(struct fleece *f, struct qmpc *q, const char *qmp, const char *scratch_base, bool create_base,
 		const struct vmkey *k, struct err *e)
 {
@@ -53,8 +68,10 @@ int fleece_init(struct fleece *f, struct qmpc *q, const char *qmp, const char *s
 	f->qmp = qmp;
 	char real[PATH_MAX];
 	struct stat st;
-	if (create_base && mkdir(scratch_base, 0700) < 0 && errno != EEXIST)
-		return xerr_sys(e, QX_FAIL, errno, "cannot create the scratch directory %s", scratch_base);
+	int rc;
+	/* the default is in /var/tmp, which anybody can write to */
+	if (create_base && (rc = private_dir(scratch_base, e)) < 0)
+		return rc;
 	if (!realpath(scratch_base, real) || stat(real, &st) < 0)
 		return xerr_sys(e, QX_USAGE, errno, "scratch directory %s", scratch_base);
 	if (!S_ISDIR(st.st_mode))
@@ -70,10 +87,8 @@ int fleece_init(struct fleece *f, struct qmpc *q, const char *qmp, const char *s
 	/* sun_path holds 108 bytes: else a private directory of ours in /tmp */
 	char priv[64];
 	snprintf(priv, sizeof(priv), "/tmp/quiesce-%u", (unsigned)getuid());
-	if (mkdir(priv, 0700) < 0 && errno != EEXIST)
-		return xerr_sys(e, QX_FAIL, errno, "cannot create %s", priv);
-	if (lstat(priv, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid() || (st.st_mode & 077))
-		return xerr(e, QX_FAIL, "%s is not a private directory of this user: not putting the NBD socket there", priv);
+	if ((rc = private_dir(priv, e)) < 0)
+		return rc;
 	snprintf(f->sock, sizeof(f->sock), "%s/nbd-%s.sock", priv, k->hex);
 	return 0;
 }
@@ -315,9 +330,7 @@ int fleece_prepare(struct fleece *f, struct err *e)
 		return -QX_FAIL;
 	f->vm_was_running = !strcmp(str_member(st, "status") ?: "", "running");
 	json_object_put(st);
-	if (mkdir(f->dir, 0700) < 0 && errno != EEXIST)
-		return xerr_sys(e, QX_FAIL, errno, "cannot create the scratch directory %s", f->dir);
-	int rc = 0;
+	int rc = private_dir(f->dir, e);
 	for (size_t i = 0; i < f->n && rc == 0; i++) {
 		struct fleece_disk *d = &f->d[i];
 		char size[32];
