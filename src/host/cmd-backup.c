@@ -443,7 +443,8 @@ static const char *usage =
 	"usage: quiesce backup --repo DIR --image SOURCE [--image SOURCE ...] [--name NAME]\n"
 	"                      [--meta KEY=VALUE ...] [--time YYYY-MM-DDTHH:MM:SSZ] [--json] [--threads N]\n"
 	"       quiesce backup --repo DIR --qmp QMP_SOCKET [--qga AGENT_SOCKET] --name VM [--mountpoint M ...]\n"
-	"                      [--consistency require-app|prefer-app|crash] [--json]   (a running QEMU VM)";
+	"                      [--consistency require-app|prefer-app|crash] [--scratch-dir DIR]\n"
+	"                      [--freeze-timeout S] [--agent-timeout S] [--json]   (a running QEMU VM)";
 
 int cmd_backup_main(int argc, char **argv, struct cli *c)
 {
