@@ -191,9 +191,11 @@ class Gate:
     """One QUIESCE_FAULT_HOLD_AT gate: env() for quiesce, wait() until it is
     held there, open() to let it go on."""
 
-    def __init__(self, tmp_path, step):
+    def __init__(self, tmp_path, step, name=None):
         self.step = step
-        self.path = tmp_path / ("gate-" + step)
+        self.path = tmp_path / ("gate-" + (name or step))
+        assert not self.path.exists() and not Path(str(self.path) + ".reached").exists(), \
+            "gate %s used twice" % self.path
 
     def env(self):
         return "%s:%s" % (self.step, self.path)

@@ -56,8 +56,7 @@ def test_a_signal_at_any_step_exits_130_and_never_leaves_the_guest_frozen(vm, ag
     run(QUIESCE, "init", "--repo", repo)
     scratch.mkdir()
     for i, (step, sig) in enumerate(SIGNAL_STEPS):
-        gate = Gate(tmp_path, "%s%d" % (step, i))
-        gate.step = step
+        gate = Gate(tmp_path, step, name="%s%d" % (step, i))
         p = start(g, repo, state, "--scratch-dir", scratch, env=env_for(state, QUIESCE_FAULT_HOLD_AT=gate.env()))
         gate.wait(p)
         p.send_signal(sig)
@@ -308,8 +307,8 @@ def test_a_full_scratch_never_fails_a_guest_write_or_pauses_the_vm(vm, agent, tm
 
         # the scratch fills during the read
         for skip in ("", "room-watch"):
-            gate = Gate(tmp_path, "reading" + skip)
-            gate.step = "reading"
+            gate = Gate(tmp_path, "reading", name="fill-" + (skip or "watched"))
+            g._qmp.events.clear()  # only this run's events count below
             p = start(g, repo, state, "--scratch-dir", scratch,
                       env=env_for(state, QUIESCE_FAULT_HOLD_AT=gate.env(), QUIESCE_FAULT_SKIP=skip))
             gate.wait(p)
