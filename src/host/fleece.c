@@ -700,8 +700,8 @@ int fleece_finish(struct fleece *f, struct err *e)
 			     !strcmp(status, "standby");
 		if (!alive || strcmp(io, "ok") != 0)
 			rc = xerr(e, QX_FAIL,
-				  "the copy-before-write job of %s is %s (I/O status %s) at the end of the read: its "
-				  "export may have shown live data; no snapshot was written",
+				  "the copy-before-write job of %s ended before the read did (status %s, I/O status %s): "
+				  "its export may have shown live data, not the point in time; no snapshot was written",
 				  f->d[i].device, status, io);
 	}
 	json_object_put(jobs);
