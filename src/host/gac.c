@@ -160,11 +160,16 @@ int gac_thaw_confirmed(struct gac *g, int budget_ms, int timeout_ms, int *thawed
 	*thawed = -1;
 	struct err last = {0};
 	int64_t deadline = jsock_now_ms() + budget_ms, pause = 100;
+	bool unanswered = false; /* a thaw we sent may have thawed without telling us */
 	for (int attempt = 0;; attempt++) {
 		json_object *r = NULL;
 		struct err te = {0};
-		if (gac_execute(g, "guest-fsfreeze-thaw", NULL, timeout_ms, &r, &te) == 0 && *thawed < 0)
-			*thawed = json_object_get_int(r);
+		if (gac_execute(g, "guest-fsfreeze-thaw", NULL, timeout_ms, &r, &te) == 0) {
+			if (*thawed < 0 && !unanswered)
+				*thawed = json_object_get_int(r);
+		} else {
+			unanswered = true;
+		}
 		json_object_put(r);
 		r = NULL;
 		struct err se = {0};

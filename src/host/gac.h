@@ -33,8 +33,9 @@ bool gac_has_command(struct gac *g, const char *cmd, int timeout_ms);
 
 /* Thaw and confirm with guest-fsfreeze-status, resyncing and retrying for
  * at least `budget_ms` (and at least three times).  Signals do not shorten
- * it: a thaw is what a signal asks for.  *thawed: what the first thaw that
- * answered reported (-1 if none did).  0 once the agent says "thawed". */
+ * it: a thaw is what a signal asks for.  *thawed: what the first thaw
+ * reported, -1 if it did not answer (a later one would count what the lost
+ * one left).  0 once the agent says "thawed". */
 int gac_thaw_confirmed(struct gac *g, int budget_ms, int timeout_ms, int *thawed, struct err *e);
 
 #endif
