@@ -21,7 +21,8 @@ struct cli {
 	struct err err;
 };
 
-/* Set by SIGINT/SIGTERM; long loops check it and stop cleanly. */
+/* Set by SIGINT, SIGTERM, SIGHUP and SIGQUIT; long loops check it and stop
+ * cleanly, and a run it stopped exits 130 (QX_INTR), never 0. */
 extern volatile sig_atomic_t cli_interrupted;
 
 /* getopt_long codes of the shared options */

@@ -17,7 +17,6 @@
 #include "chunk.h"
 #include "cli.h"
 #include "fault.h"
-#include "hold.h"
 #include "progress.h"
 #include "repo.h"
 #include "source.h"
@@ -58,6 +57,7 @@ struct pipeline {
 	pthread_cond_t staged, committed;
 	struct repo *repo;
 	struct progress *prog;
+	const struct backup_guard *guard;
 	_Atomic uint64_t chunks_new, chunks_reused, chunks_zero, bytes_stored, bytes_read, bytes_zero;
 };
 
@@ -113,7 +113,7 @@ static void *committer(void *arg)
 		struct err e = {0};
 		if (!p->held) {
 			p->held = true;
-			hold_at("backup-staged", &cli_interrupted); /* a staged chunk waits in tmp/ */
+			fault_hold("backup-staged", &cli_interrupted); /* a staged chunk waits in tmp/ */
 		}
 		if (failed)
 			repo_chunk_discard(p->repo, &s); /* drain: no rename after a failure */
@@ -218,6 +218,8 @@ static void feed(struct pipeline *p, struct source **src, struct manifest *m)
 				xerr(&e, QX_INTR, "interrupted; no snapshot was written");
 				pipeline_fail(p, &e);
 			}
+			if (p->guard && p->guard->check(p->guard->ctx, false, &e) < 0)
+				pipeline_fail(p, &e);
 			uint64_t off = i * cs;
 			size_t len = (size_t)(d->size - off < cs ? d->size - off : cs);
 			uint64_t zend = off;
@@ -266,11 +268,11 @@ static void feed(struct pipeline *p, struct source **src, struct manifest *m)
 }
 
 static int run_pipeline(struct cli *c, struct repo *r, struct source **src, struct manifest *m,
-			struct progress *prog, json_object *stats)
+			struct progress *prog, const struct backup_guard *guard, json_object *stats)
 {
 	int nthreads = c->threads;
 	size_t nbuf = (size_t)nthreads * 3;
-	struct pipeline p = {.repo = r, .prog = prog, .qcap = nbuf, .cqcap = 4 * nbuf};
+	struct pipeline p = {.repo = r, .prog = prog, .guard = guard, .qcap = nbuf, .cqcap = 4 * nbuf};
 	pthread_mutex_init(&p.mu, NULL);
 	pthread_cond_init(&p.work, NULL);
 	pthread_cond_init(&p.freed, NULL);
@@ -347,7 +349,8 @@ out:
 }
 
 int backup_snapshot(struct cli *c, struct repo *r, const struct backup_disk *disks, size_t n, const char *name,
-		    const char *id, const char *when, json_object *meta, json_object **doc)
+		    const char *id, const char *when, json_object *meta, const struct backup_guard *guard,
+		    json_object **doc)
 {
 	struct manifest m = {0};
 	struct progress prog;
@@ -402,7 +405,7 @@ int backup_snapshot(struct cli *c, struct repo *r, const struct backup_disk *dis
 		}
 	}
 	progress_start(&prog, "backup", total, !c->json);
-	rc = run_pipeline(c, r, src, &m, &prog, stats);
+	rc = run_pipeline(c, r, src, &m, &prog, guard, stats);
 	progress_end(&prog);
 	if (rc < 0)
 		goto out;
@@ -411,11 +414,13 @@ int backup_snapshot(struct cli *c, struct repo *r, const struct backup_disk *dis
 	json_object_object_add(stats, "seconds", json_object_new_double(progress_now() - t0));
 	m.stats = json_object_get(stats);
 	m.metadata = meta ? json_object_get(meta) : json_object_new_object();
-	hold_at("backup-stored", &cli_interrupted);
+	fault_hold("backup-stored", &cli_interrupted);
 	if (cli_interrupted) {
 		rc = xerr(&c->err, QX_INTR, "interrupted; no snapshot was written");
 		goto out;
 	}
+	if (guard && (rc = guard->check(guard->ctx, true, &c->err)) < 0)
+		goto out;
 	if ((rc = repo_manifest_store(r, &m, &c->err)) < 0)
 		goto out;
 
@@ -472,7 +477,8 @@ static const char *usage =
 	"usage: quiesce backup --repo DIR --image SOURCE [--image SOURCE ...] [--name NAME]\n"
 	"                      [--meta KEY=VALUE ...] [--time YYYY-MM-DDTHH:MM:SSZ] [--json] [--threads N]\n"
 	"       quiesce backup --repo DIR --qmp QMP_SOCKET [--qga AGENT_SOCKET] --name VM [--mountpoint M ...]\n"
-	"                      [--consistency require-app|prefer-app|crash] [--json]   (a running QEMU VM)";
+	"                      [--consistency require-app|prefer-app|crash] [--scratch-dir DIR]\n"
+	"                      [--freeze-timeout S] [--agent-timeout S] [--json]   (a running QEMU VM)";
 
 int cmd_backup_main(int argc, char **argv, struct cli *c)
 {
@@ -541,7 +547,9 @@ int cmd_backup_main(int argc, char **argv, struct cli *c)
 			rc = cli_usage(c, "--image and --qmp do not mix: a VM's disks are found through QMP");
 			goto out_meta;
 		}
-		rc = vm_backup_run(c, &vm, name, id, when, meta);
+		/* a VM snapshot is named after its point in time, which the VM
+		 * backup knows only once its transaction is done */
+		rc = vm_backup_run(c, &vm, name, when_arg ? id : NULL, when_arg ? when : NULL, meta);
 		goto out_meta;
 	}
 	if (vm.qga || vm.nmountpoints || vm.consistency_set) {
@@ -566,7 +574,7 @@ int cmd_backup_main(int argc, char **argv, struct cli *c)
 	}
 	if ((rc = repo_lock_writers_shared(r, &c->err)) < 0)
 		goto out;
-	if ((rc = backup_snapshot(c, r, disks, nimages, name, id, when, meta, &doc)) < 0)
+	if ((rc = backup_snapshot(c, r, disks, nimages, name, id, when, meta, NULL, &doc)) < 0)
 		goto out;
 	if (c->json)
 		cli_print_json(json_object_get(doc));

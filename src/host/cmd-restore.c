@@ -14,7 +14,7 @@
  */
 #include "chunk.h"
 #include "cli.h"
-#include "hold.h"
+#include "fault.h"
 #include "progress.h"
 #include "repo.h"
 #include "target.h"
@@ -226,7 +226,7 @@ int cmd_restore_main(int argc, char **argv, struct cli *c)
 		rc = xerr(&c->err, QX_FAIL, "out of memory");
 		goto out;
 	}
-	hold_at("restore-started", &cli_interrupted);
+	fault_hold("restore-started", &cli_interrupted);
 	progress_start(&prog, "restore", d->size, !c->json);
 	int started = 0;
 	for (; started < nw; started++) {

@@ -4,7 +4,6 @@
 
 #include "cleanup.h"
 #include "fault.h"
-#include "hold.h"
 #include "xerr.h"
 
 #include <dirent.h>
@@ -437,7 +436,7 @@ int gc_run(struct repo *r, struct gc_stats *st, struct err *e)
 	free(refs.d);
 	if (rc < 0)
 		return rc;
-	hold_at("gc-swept", NULL);
+	fault_hold("gc-swept", NULL);
 
 	/* Which generations may go: those older than every live session's pin.
 	 * locks/writers held shared means a version-1 session (or an older
