@@ -11,31 +11,12 @@
 #include "jwrite.h"
 #include "rpc.h"
 #include "tap.h"
+#include "rpc-exchange.h"
 
 #include <json-c/json.h>
 #include <stdlib.h>
 #include <unistd.h>
 
-static char *exchange(struct agent *a, const char *in)
-{
-	struct jstream_limits lim = JSTREAM_QEMU_LIMITS;
-	struct jstream *js = jstream_new(&lim);
-	struct buf out = BUF_INIT;
-	struct jstream_event ev;
-	size_t n = strlen(in);
-	while (jstream_feed(js, &in, &n, &ev))
-		rpc_handle(a, &ev, &out);
-	jstream_free(js);
-	buf_putc(&out, '\0');
-	return out.data;
-}
-
-static void check(struct agent *a, const char *in, const char *want)
-{
-	char *got = exchange(a, in);
-	is_str(got, want, in);
-	free(got);
-}
 
 /* Run a command and parse its "return" value (the caller frees). */
 static struct json_object *call(struct agent *a, const char *in)
