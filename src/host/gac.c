@@ -6,6 +6,7 @@
 #include "xerr.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -14,6 +15,7 @@
 struct gac {
 	struct jsock *s;
 	bool synced;
+	bool refused; /* the last gac_execute's answer was an error reply (not a timeout) */
 };
 
 int gac_open(const char *path, int timeout_ms, struct gac **out, struct err *e)
@@ -110,6 +112,7 @@ int gac_execute(struct gac *g, const char *cmd, json_object *args, int timeout_m
 	}
 	int64_t deadline = jsock_now_ms() + timeout_ms;
 	json_object *req = json_object_new_object(), *o = NULL, *v;
+	g->refused = false;
 	json_object_object_add(req, "execute", json_object_new_string(cmd));
 	if (args)
 		json_object_object_add(req, "arguments", args);
@@ -127,6 +130,7 @@ int gac_execute(struct gac *g, const char *cmd, json_object *args, int timeout_m
 	}
 	if (json_object_object_get_ex(o, "error", &v)) {
 		json_object *desc = json_object_object_get(v, "desc");
+		g->refused = true;
 		rc = xerr(e, QX_FAIL, "guest agent: %s failed: %s", cmd, json_object_get_string(desc) ?: "?");
 	} else if (!json_object_object_get_ex(o, "return", &v)) {
 		g->synced = false;
@@ -155,9 +159,9 @@ bool gac_has_command(struct gac *g, const char *cmd, int timeout_ms)
 	return found;
 }
 
-int gac_thaw_confirmed(struct gac *g, int budget_ms, int timeout_ms, int *thawed, struct err *e)
+int gac_thaw_confirmed(struct gac *g, int budget_ms, int timeout_ms, struct gac_thaw *out, struct err *e)
 {
-	*thawed = -1;
+	*out = (struct gac_thaw){.thawed = -1};
 	struct err last = {0};
 	int64_t deadline = jsock_now_ms() + budget_ms, pause = 100;
 	bool unanswered = false; /* a thaw we sent may have thawed without telling us */
@@ -165,9 +169,11 @@ int gac_thaw_confirmed(struct gac *g, int budget_ms, int timeout_ms, int *thawed
 		json_object *r = NULL;
 		struct err te = {0};
 		if (gac_execute(g, "guest-fsfreeze-thaw", NULL, timeout_ms, &r, &te) == 0) {
-			if (*thawed < 0 && !unanswered)
-				*thawed = json_object_get_int(r);
+			if (out->thawed < 0 && !unanswered && !out->failed[0])
+				out->thawed = json_object_get_int(r);
 		} else {
+			if (attempt == 0 && g->refused)
+				snprintf(out->failed, sizeof(out->failed), "%.255s", te.msg);
 			unanswered = true;
 		}
 		json_object_put(r);

@@ -31,11 +31,17 @@ int gac_execute(struct gac *g, const char *cmd, json_object *args, int timeout_m
 /* Whether guest-info lists `cmd` as enabled (false on any error). */
 bool gac_has_command(struct gac *g, const char *cmd, int timeout_ms);
 
+/* What the first guest-fsfreeze-thaw of gac_thaw_confirmed said. */
+struct gac_thaw {
+	int thawed;	    /* the count it reported; -1 if it gave none (a later thaw would
+			     * count what a lost one left, so only the first counts) */
+	char failed[256];   /* its error, when the agent answered with one: qemu-ga and
+			     * quiesce-agent thaw, then fail the call if the thaw hook failed */
+};
+
 /* Thaw and confirm with guest-fsfreeze-status, resyncing and retrying for
  * at least `budget_ms` (and at least three times).  Signals do not shorten
- * it: a thaw is what a signal asks for.  *thawed: what the first thaw
- * reported, -1 if it did not answer (a later one would count what the lost
- * one left).  0 once the agent says "thawed". */
-int gac_thaw_confirmed(struct gac *g, int budget_ms, int timeout_ms, int *thawed, struct err *e);
+ * it: a thaw is what a signal asks for.  0 once the agent says "thawed". */
+int gac_thaw_confirmed(struct gac *g, int budget_ms, int timeout_ms, struct gac_thaw *out, struct err *e);
 
 #endif

@@ -62,6 +62,7 @@ struct vmb {
 	const char *level;
 	char reason[512];
 	int fs_frozen, fs_thawed;
+	char thaw_failed[256]; /* the thaw's error answer: the guest thawed, its thaw hook failed */
 	int64_t t_freeze_sent, t_frozen, t_txn_done, t_thawed;
 	char id[64], when[32]; /* the snapshot's name and time: the point in time */
 	json_object *report; /* quiesce-freeze-report, if the agent has it */
@@ -236,16 +237,19 @@ static int thaw_leftover(struct vmb *v)
 	char *was = thawmark_read(&v->mark);
 	if (!was)
 		return 0;
-	int thawed;
+	struct gac_thaw t;
 	struct err e = {0};
-	if (gac_thaw_confirmed(v->g, thaw_budget_ms(v->o), v->o->agent_timeout_ms, &thawed, &e) < 0) {
+	if (gac_thaw_confirmed(v->g, thaw_budget_ms(v->o), v->o->agent_timeout_ms, &t, &e) < 0) {
 		int rc = xerr(&v->c->err, QX_FAIL, "an earlier run left this guest possibly frozen (%s) and it cannot be thawed: %s",
 			      was, e.msg);
 		free(was);
 		return rc;
 	}
-	fprintf(stderr, "quiesce backup: thawed a guest left frozen by an earlier run (%s): %d filesystem%s\n", was,
-		thawed, thawed == 1 ? "" : "s");
+	if (t.thawed < 0)
+		fprintf(stderr, "quiesce backup: thawed a guest left frozen by an earlier run (%s)\n", was);
+	else
+		fprintf(stderr, "quiesce backup: thawed a guest left frozen by an earlier run (%s): %d filesystem%s\n",
+			was, t.thawed, t.thawed == 1 ? "" : "s");
 	free(was);
 	thawmark_remove(&v->mark);
 	return 0;
@@ -288,12 +292,13 @@ static int point_in_time(struct vmb *v)
 
 static int thaw(struct vmb *v, struct err *e)
 {
-	int thawed;
-	int rc = gac_thaw_confirmed(v->g, thaw_budget_ms(v->o), v->o->agent_timeout_ms, &thawed, e);
+	struct gac_thaw t;
+	int rc = gac_thaw_confirmed(v->g, thaw_budget_ms(v->o), v->o->agent_timeout_ms, &t, e);
 	v->t_thawed = jsock_now_ms();
 	if (rc == 0) {
 		v->maybe_frozen = false;
-		v->fs_thawed = thawed;
+		v->fs_thawed = t.thawed;
+		memcpy(v->thaw_failed, t.failed, sizeof(v->thaw_failed));
 		thawmark_remove(&v->mark);
 	} else {
 		v->thaw_gave_up = true;
@@ -373,6 +378,29 @@ static void judge(struct vmb *v)
 	 * transaction.  No report is needed for this, so it holds for qemu-ga. */
 	if (v->fs_frozen <= 0) {
 		set_level(v, "crash", "the agent froze no filesystem");
+		return;
+	}
+	/* A thaw hook that failed says an application may have lost its hold
+	 * while the guest was frozen (a killed lock holder, a server restart):
+	 * the image is not what the freeze hook promised (docs/hooks.md). */
+	char hook_failure[300] = "";
+	for (size_t i = 0; v->report && i < json_object_array_length(json_object_object_get(v->report, "hooks")); i++) {
+		json_object *h = json_object_array_get_idx(json_object_object_get(v->report, "hooks"), i);
+		if (strcmp(json_object_get_string(json_object_object_get(h, "action")) ?: "", "thaw") != 0)
+			continue;
+		if (json_object_get_boolean(json_object_object_get(h, "timed-out")))
+			snprintf(hook_failure, sizeof(hook_failure), "the thaw hook timed out");
+		else if (json_object_get_int(json_object_object_get(h, "exit-status")) != 0)
+			snprintf(hook_failure, sizeof(hook_failure), "the thaw hook failed (exit status %d)",
+				 json_object_get_int(json_object_object_get(h, "exit-status")));
+	}
+	if (!hook_failure[0] && v->thaw_failed[0])
+		snprintf(hook_failure, sizeof(hook_failure), "the thaw answered: %s", v->thaw_failed);
+	if (hook_failure[0]) {
+		set_level(v, "crash",
+			  "%s: an application may have lost its consistent point while the guest was frozen "
+			  "(the hook's log in the guest says why)",
+			  hook_failure);
 		return;
 	}
 	if (v->fs_thawed < 0) {
@@ -610,18 +638,22 @@ int cmd_thaw_main(int argc, char **argv, struct cli *c)
 	    (rc = gac_execute(g, "guest-fsfreeze-status", NULL, timeout, &st, &c->err)) < 0)
 		goto out;
 	bool was_frozen = !strcmp(json_object_get_string(st) ?: "", "frozen");
-	int thawed = 0;
-	if (was_frozen && (rc = gac_thaw_confirmed(g, thaw_budget_ms(&o), timeout, &thawed, &c->err)) < 0)
+	struct gac_thaw t = {.thawed = 0};
+	if (was_frozen && (rc = gac_thaw_confirmed(g, thaw_budget_ms(&o), timeout, &t, &c->err)) < 0)
 		goto out;
 	if (have_key)
 		thawmark_remove(&mark);
+	if (t.failed[0])
+		fprintf(stderr, "quiesce thaw: warning: the guest is thawed, but %s\n", t.failed);
 	if (c->json) {
 		json_object *j = json_object_new_object();
 		json_object_object_add(j, "was_frozen", json_object_new_boolean(was_frozen));
-		json_object_object_add(j, "thawed", json_object_new_int(thawed));
+		json_object_object_add(j, "thawed", t.thawed < 0 ? NULL : json_object_new_int(t.thawed));
 		cli_print_json(j);
+	} else if (was_frozen && t.thawed < 0) {
+		printf("thawed (the agent did not say how many filesystems)\n");
 	} else if (was_frozen) {
-		printf("thawed %d filesystem%s\n", thawed, thawed == 1 ? "" : "s");
+		printf("thawed %d filesystem%s\n", t.thawed, t.thawed == 1 ? "" : "s");
 	} else {
 		printf("the guest was not frozen\n");
 	}

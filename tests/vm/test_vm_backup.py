@@ -271,6 +271,33 @@ def test_failing_hook(vm, agent, tmp_path):
     assert_nothing_left(g, repo)
 
 
+FAILING_THAW_HOOK = """#!/bin/sh
+[ "$1" = thaw ] && { echo "the lock holder's connection was lost while frozen" >&2; exit 2; }
+exit 0
+"""
+
+
+def test_failed_thaw_hook_is_never_application_consistent(vm, agent, tmp_path):
+    """The thaw hook fails — what a hook does when the hold it took was lost
+    while frozen (docs/hooks.md): the guest is thawed and the backup stored,
+    but never as application- (or filesystem-) consistent, and the reason
+    says it was the thaw hook; require-app refuses it."""
+    g = boot(vm, agent, tmp_path, FAILING_THAW_HOOK, rc_text=None)
+    repo, state = tmp_path / "repo", tmp_path / "state"
+    run(QUIESCE, "init", "--repo", repo)
+    r = quiesce(g, repo, state)
+    meta = json.loads(r.stdout)["metadata"]
+    assert meta["consistency"] == "crash", meta
+    assert "thaw hook" in meta["consistency_reason"] or "fsfreeze hook has failed" in meta["consistency_reason"], meta
+    assert "may have lost its consistent point" in meta["consistency_reason"], meta
+    assert freeze_status(g) == "thawed"
+    r = quiesce(g, repo, state, "--consistency", "require-app", check=False)
+    assert r.returncode == 9 and "thaw" in r.stderr, (r.returncode, r.stderr)
+    assert len(json.loads(run(QUIESCE, "snapshots", "--repo", repo, "--json").stdout)) == 1
+    assert freeze_status(g) == "thawed"
+    assert_nothing_left(g, repo)
+
+
 def test_bad_input_leaves_the_guest_untouched(vm, agent, tmp_path):
     if agent.name != "quiesce":
         pytest.skip("agent-independent")
