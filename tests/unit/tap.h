@@ -14,14 +14,24 @@
 
 static int tap_n, tap_failed;
 
+/* A test point's description is one line: control characters (the
+ * newlines of a reply, say) become spaces, and a huge one (a test's whole
+ * hostile input) is cut, or the TAP reader sees lines that are not TAP. */
+#define TAP_DESC_MAX 200
+
 __attribute__((format(printf, 2, 3), unused)) static bool ok(bool cond, const char *fmt, ...)
 {
+	char desc[TAP_DESC_MAX + 4];
 	va_list ap;
-	printf("%s %d - ", cond ? "ok" : "not ok", ++tap_n);
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	int n = vsnprintf(desc, TAP_DESC_MAX + 1, fmt, ap);
 	va_end(ap);
-	printf("\n");
+	if (n > TAP_DESC_MAX)
+		strcpy(desc + TAP_DESC_MAX, "...");
+	for (char *p = desc; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+	printf("%s %d - %s\n", cond ? "ok" : "not ok", ++tap_n, desc);
 	if (!cond)
 		tap_failed++;
 	return cond;
@@ -32,8 +42,8 @@ __attribute__((unused)) static bool is_str(const char *got, const char *want, co
 {
 	bool same = got && want && !strcmp(got, want);
 	ok(same, "%s", name);
-	if (!same)
-		printf("#   got:  %s\n#   want: %s\n", got ? got : "(null)", want ? want : "(null)");
+	if (!same) /* (a multi-line reply shows its later lines untagged: fine for a failure) */
+		printf("#   got:  %.2000s\n#   want: %.2000s\n", got ? got : "(null)", want ? want : "(null)");
 	return same;
 }
 
