@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 """The hooks matter: a frozen snapshot of MariaDB's datadir taken through the
-real path (quiesce-agent -> fsfreeze-hook dispatcher -> 10-mariadb) against
+real path (quiesce-agent -> fsfreeze-hook dispatcher -> 80-mariadb) against
 the same snapshot with no hook.
 
 Deterministic case (docs/app-consistency.md §5): FLUSH TABLES, one INSERT
@@ -43,7 +43,7 @@ def db():
         server = Server(datadir=Path(fs.path) / "data")
         server.sql("CREATE TABLE t.m (id INT PRIMARY KEY, v VARCHAR(64), KEY (v)) ENGINE=MyISAM;"
                    "INSERT INTO t.m VALUES (1,'a'),(2,'b'),(3,'c')")
-        etc = sandbox.install_hooks(work, "10-mariadb")
+        etc = sandbox.install_hooks(work, "80-mariadb")
         yield work, fs, server, etc
     finally:
         fs.thaw()
@@ -245,7 +245,7 @@ def test_snapshots_under_write_load(db, capsys):
 
 
 def test_lock_is_held_exactly_while_frozen_through_the_agent(db, capsys):
-    """Through agent -> dispatcher -> 10-mariadb: while frozen the server
+    """Through agent -> dispatcher -> 80-mariadb: while frozen the server
     shows the global read lock (MDL_BACKUP_FTWRL2) and a write waits for it;
     after thaw the lock is gone and writes go through.  Then the figures:
     what the hook adds to the freeze call, and how long the lock is held
