@@ -51,10 +51,11 @@ class Server:
     """A MariaDB server started by hand (no systemd), stopped by PID; datadir
     may be given (e.g. on a loop-mounted test filesystem)."""
 
-    def __init__(self, datadir=None, init=True, settings=()):
+    def __init__(self, datadir=None, init=True, settings=(), schema=True):
         """init=False starts a server on an existing datadir (a restored
         snapshot); `settings` are extra [mysqld] lines (later lines win, so
-        "skip-networking=0" or "log-bin" override the defaults)."""
+        "skip-networking=0" or "log-bin" override the defaults); schema=False
+        leaves out the test tables (a replica gets them from its primary)."""
         self.dir = Path(tempfile.mkdtemp(prefix="qmdb-", dir="/tmp"))
         os.chmod(self.dir, 0o755)  # mysqld runs as user mysql
         for d in ("run", "log"):
@@ -75,7 +76,7 @@ class Server:
         if init:
             subprocess.run(["cp", "-a", "%s/." % _installed_datadir(), str(self.data)], check=True)
         self.start()
-        if init:
+        if init and schema:
             self.sql("INSTALL SONAME 'metadata_lock_info'; CREATE DATABASE t;"
                      "CREATE TABLE t.my (i INT) ENGINE=MyISAM; CREATE TABLE t.inno (i INT) ENGINE=InnoDB;"
                      "INSERT INTO t.my VALUES (1),(2),(3),(4)")
