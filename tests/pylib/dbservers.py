@@ -135,7 +135,9 @@ class PgCluster:
     `datadir` may be given (e.g. on a loop-mounted test filesystem) and, with
     init=False, may already hold a cluster (a restored snapshot)."""
 
-    def __init__(self, base, port, datadir=None, settings=(), init=True, fsync=False):
+    def __init__(self, base, port, datadir=None, settings=(), init=True, fsync=False, sockdirs=None):
+        """sockdirs: socket directories instead of the cluster's own run
+        directory (the first one is used to talk to it)."""
         self.dir = Path(base) / ("pg%d" % port)
         self.data = Path(datadir) if datadir else self.dir / "data"
         self.run = self.dir / "run"
@@ -149,7 +151,10 @@ class PgCluster:
             shutil.chown(self.data.parent, "postgres", "postgres")
             r = as_postgres(Path(PGBIN) / "initdb", "-D", self.data, "-A", "trust", "--no-sync")
             assert r.returncode == 0, r.stderr
-        opts = ["-k %s" % self.run, "-p %d" % port, "-c listen_addresses=''"]
+        if sockdirs:
+            self.run = Path(sockdirs[0])
+        opts = ["-k %s" % ",".join(str(d) for d in sockdirs or [self.run]), "-p %d" % port,
+                "-c listen_addresses=''"]
         opts += [] if fsync else ["-c fsync=off"]
         opts += ["-c %s" % s for s in settings]
         t0 = time.monotonic()
@@ -178,3 +183,16 @@ class PgCluster:
             os.kill(self.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def pg_standby(primary, base, port, settings=()):
+    """A streaming standby of `primary` (pg_basebackup -R over its socket),
+    started; hot_standby=off in `settings` makes it reject connections."""
+    data = Path(base) / ("standby%d" % port)
+    data.mkdir()
+    shutil.chown(data, "postgres", "postgres")
+    data.chmod(0o700)
+    r = as_postgres(Path(PGBIN) / "pg_basebackup", "-D", data, "-R", "-X", "stream", "-c", "fast",
+                    "-h", primary.run, "-p", primary.port, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return PgCluster(base, port, datadir=data, init=False, settings=settings)
