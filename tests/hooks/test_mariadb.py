@@ -392,3 +392,35 @@ def test_thaw_removes_only_its_own_files(server, hook):
     assert hook("thaw").returncode == 0
     assert (hook.state / "precious").read_text() == "not the hook's\n"
     assert leftovers(hook.state) == ["precious"]
+
+
+def test_through_the_dispatcher_postgresql_checkpoints_before_mariadb_locks(server, tmp_path):
+    """The shipped hooks' order: 20-postgresql (flushes, holds nothing)
+    before 80-mariadb (holds the lock until thaw), so a CHECKPOINT never
+    runs while MariaDB's writes wait; thaw releases MariaDB first."""
+    import sandbox
+    from dbservers import PGBIN, PgCluster
+    if PGBIN is None:
+        pytest.skip("needs postgresql")
+    import shutil
+    import tempfile
+    etc = sandbox.install_hooks(tmp_path, *sorted(os.listdir(HOOK.parent)))
+    pgbase = tempfile.mkdtemp(prefix="qpg-", dir="/tmp")
+    os.chmod(pgbase, 0o755)  # postgres must reach its datadir
+    pg = PgCluster(pgbase, 25450)
+    try:
+        env = dict(os.environ, MARIADB_SOCKET=server.sock, MARIADB_STATE_DIR=str(tmp_path / "state"),
+                   MARIADB_HOOK_CONF="/nonexistent", PG_SOCKET_DIRS=str(pg.run), PG_HOOK_CONF="/nonexistent",
+                   FSFREEZE_HOOK_LOG=str(tmp_path / "log"), FSFREEZE_HOOK_RUNDIR=str(tmp_path))
+        results = []
+        for action in ("freeze", "thaw"):
+            r = subprocess.run(["dash", str(etc / "fsfreeze-hook"), action], env=env, timeout=60,
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr
+            results += re.findall(r"^fsfreeze-hook: (\S+) (freeze|thaw): ok", r.stderr, re.M)
+        names = [n for n, _ in results]
+        assert [n.split("-", 1)[1] for n in names] == ["postgresql", "mariadb", "mariadb", "postgresql"], \
+            results
+    finally:
+        pg.stop()
+        shutil.rmtree(pgbase, ignore_errors=True)
