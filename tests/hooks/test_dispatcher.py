@@ -307,3 +307,13 @@ def test_the_agents_group_kill_reaches_a_running_script(tmp_path):
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         fs.close()
+
+
+@pytest.mark.parametrize("hook", [DISPATCHER] + sorted((TOP / "hooks" / "fsfreeze-hook.d").iterdir()),
+                         ids=lambda p: p.name)
+@pytest.mark.parametrize("shell", [["dash"], ["busybox", "sh"]], ids=["dash", "busybox"])
+def test_every_hook_parses_as_posix_sh(hook, shell):
+    if shell[0] not in [s[0] for s in SHELLS]:
+        pytest.skip("needs %s" % shell[0])
+    r = subprocess.run(shell + ["-n", str(hook)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
