@@ -130,6 +130,14 @@ def test_a_killed_holder_connection_makes_thaw_fail(server, hook):
     assert leftovers(hook.state) == [] and holders() == b""
 
 
+def test_a_server_restart_while_frozen_makes_thaw_fail(server, hook):
+    assert hook("freeze").returncode == 0
+    server.crash_restart()
+    r = hook("thaw")
+    assert r.returncode == 2 and "LOST while frozen" in r.stderr, r.stderr
+    assert leftovers(hook.state) == [] and holders() == b""
+
+
 def test_a_long_write_fails_the_freeze_fast_without_stalling_the_database(server, hook):
     update = threading.Thread(target=lambda: server.sql(
         "UPDATE t.my SET i=i+1 WHERE SLEEP(1)=0", timeout=60))

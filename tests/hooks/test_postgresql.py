@@ -92,6 +92,23 @@ def test_a_hung_server_is_a_warning_within_the_bound(clusters):
     assert "WARNING" in r.stderr and "does not answer" in r.stderr, r.stderr
 
 
+def test_a_slow_checkpoint_is_a_warning_within_the_bound(clusters):
+    """The server answers but its checkpointer does not get on (stopped here,
+    as if stuck on a slow disk): the CHECKPOINT is given up after PG_TIMEOUT,
+    it goes on in the server, and the backup goes on."""
+    c = clusters[0]
+    cp = int(c.sql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'"))
+    os.kill(cp, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        r = run("freeze", [c.run], PG_TIMEOUT="2")
+        took = time.monotonic() - t0
+    finally:
+        os.kill(cp, signal.SIGCONT)
+    assert r.returncode == 0 and took < 6, (took, r.stderr)
+    assert "CHECKPOINT did not finish within 2 s" in r.stderr, r.stderr
+
+
 def test_the_dispatchers_time_left_bounds_all_clusters_at_once(clusters):
     """One hung cluster and one healthy one, 4 s left in the dispatcher's
     budget: the healthy one is checkpointed, the hook answers in time, by
