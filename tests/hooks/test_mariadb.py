@@ -432,3 +432,22 @@ def test_through_the_dispatcher_postgresql_checkpoints_before_mariadb_locks(serv
     finally:
         pg.stop()
         shutil.rmtree(pgbase, ignore_errors=True)
+
+
+def test_a_run_waits_for_another_only_so_long(server, hook):
+    """The run lock is waited for within a bound (thaw: 5 s), then the run
+    fails saying why, rather than hanging the agent."""
+    assert hook("freeze").returncode == 0
+    assert hook("thaw").returncode == 0  # the state directory and its lock file exist now
+    other = subprocess.Popen(["flock", str(hook.state / "lock"), "sleep", "30"], start_new_session=True)
+    try:
+        wait_for(lambda: subprocess.run(["flock", "-n", str(hook.state / "lock"), "true"]).returncode != 0,
+                 "the other run did not take the lock")
+        t0 = time.monotonic()
+        r = hook("thaw")
+        took = time.monotonic() - t0
+    finally:
+        os.killpg(other.pid, signal.SIGKILL)  # flock and its sleep, by process group id
+        other.wait()
+    assert r.returncode == 1 and "did not finish within 5 s" in r.stderr, r.stderr
+    assert 4.5 < took < 8, took
