@@ -382,7 +382,10 @@ def test_every_commit_acknowledged_before_the_freeze_is_in_the_image(db, trx_com
     copy = work / ("snap-trx%d.img" % trx_commit)
     try:
         with agent.conn() as c:
-            time.sleep(0.5)
+            deadline = time.monotonic() + 30
+            while committer.acked < 100:  # a load that has run a while
+                assert time.monotonic() < deadline and committer.t.is_alive(), "the committer is stuck"
+                time.sleep(0.05)
             before = lsn_flushed(server)
             deadline = time.monotonic() + 10
             while lsn_flushed(server) == before:  # InnoDB's once-per-timeout log write
