@@ -317,3 +317,17 @@ def test_every_hook_parses_as_posix_sh(hook, shell):
         pytest.skip("needs %s" % shell[0])
     r = subprocess.run(shell + ["-n", str(hook)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_quick_scripts_leave_no_stray_output(hd):
+    """Scripts that return at once race their watchdog: its end must be
+    silent (no "User defined signal 1" in what the agent logs)."""
+    for i in range(8):
+        hd.script("%02d-quick" % i)
+    for _ in range(5):  # a race: more rounds, more chances to see it
+        for action in ("freeze", "thaw"):
+            r = hd.run(action)
+            assert r.returncode == 0, r.stderr
+            lines = r.stderr.splitlines()
+            assert len(lines) == 8 and all(l.startswith("fsfreeze-hook: ") and ": ok (" in l
+                                           for l in lines), lines

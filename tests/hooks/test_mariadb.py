@@ -357,12 +357,17 @@ def test_settings_file_writable_by_others_is_ignored(server, hook, tmp_path):
 
 def test_settings_file_of_another_owner_is_ignored(server, hook, tmp_path):
     conf = tmp_path / "mariadb.conf"
-    conf.write_text("MARIADB_SOCKET=/nonexistent/sock\n")
+    conf.write_text("MARIADB_LOCK_WAIT=1; CREATE DATABASE injected\n")  # what its owner could write
     conf.chmod(0o644)
     os.chown(conf, 65534, 65534)
-    r = hook("freeze", MARIADB_HOOK_CONF=str(conf))
-    assert r.returncode == 0, "a file nobody may trust changed the settings: " + r.stderr
-    assert "not owned by root" in r.stderr, r.stderr
+    try:
+        r = hook("freeze", MARIADB_HOOK_CONF=str(conf))
+        assert "injected" not in server.sql("SHOW DATABASES").split(), \
+            "SQL from a file of another owner ran on the server"
+        assert r.returncode == 0, "a file nobody may trust changed the settings: " + r.stderr
+        assert "not owned by root" in r.stderr, r.stderr
+    finally:
+        server.sql("DROP DATABASE IF EXISTS injected")
 
 
 def test_credentials_file_anyone_could_change_is_refused(server, hook, tmp_path):

@@ -79,6 +79,21 @@ def test_a_stale_socket_is_a_warning_not_a_failed_backup(tmp_path):
     assert r.returncode == 0 and "stale socket" in r.stderr, r.stderr
 
 
+def test_quick_answers_leave_no_stray_output(tmp_path):
+    """Many clusters that answer at once (stale sockets: pg_isready returns
+    immediately) race each bound's watchdog: its end must be silent, and
+    each cluster's result line intact."""
+    for port in range(25480, 25488):
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(tmp_path / (".s.PGSQL.%d" % port)))
+        s.close()
+    for _ in range(3):
+        r = run("freeze", [tmp_path])
+        assert r.returncode == 0, r.stderr
+        lines = r.stderr.splitlines()
+        assert len(lines) == 8 and all(l.startswith("20-postgresql: WARNING: cluster on ") for l in lines), lines
+
+
 def test_a_hung_server_is_a_warning_within_the_bound(clusters):
     c = clusters[0]
     os.kill(c.pid, signal.SIGSTOP)  # accepts connections into its backlog, answers nothing
