@@ -367,6 +367,7 @@ def test_settings_file_of_another_owner_is_ignored(server, hook, tmp_path):
         assert r.returncode == 0, "a file nobody may trust changed the settings: " + r.stderr
         assert "not owned by root" in r.stderr, r.stderr
     finally:
+        hook("thaw")
         server.sql("DROP DATABASE IF EXISTS injected")
 
 
