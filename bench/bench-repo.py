@@ -17,7 +17,10 @@ Then quiesce alone, against the targets of issue 5:
     fully sparse file of the same size is shown for information;
   * duplicate data: the second unchanged backup of the mixed image (every
     chunk is zero or already stored);
-  * restore: the restore of the mixed image.
+  * restore: the restore of the mixed image;
+  * scale (issue 10, for information): a sparse 1 TiB file with 8 MiB of
+    data backed up and restored at 64 KiB chunks (16 Mi chunks): seconds,
+    peak RSS and manifest size, which must not grow with the disk.
 Targets: first backup >= 3x restic, new data >= 300 MB/s per core,
 zero and duplicate >= 2 GB/s, restore >= 1 GB/s.  They are reported as met /
 not met; they do not change the exit status.
@@ -366,8 +369,9 @@ class Quiesce(Tool):
                               % (what, r["stdout"][:200]))
             return None
 
-    def init(self, repo, tag="init"):
-        r = self.run([self.bin, "init", "--repo", repo, "--json"], tag)
+    def init(self, repo, tag="init", chunk_size=None):
+        extra = ["--chunk-size", str(chunk_size)] if chunk_size else []
+        r = self.run([self.bin, "init", "--repo", repo, "--json", *extra], tag)
         doc = self._json(r, "init")
         if doc is not None:
             for k in ("repo", "id", "version", "chunk_size"):
@@ -545,6 +549,31 @@ def bench_quiesce_targets(q, base, sizes, seed):
             res[key]["repo_bytes"] = disk_usage(repo)
             os.unlink(z)
             shutil.rmtree(repo, ignore_errors=True)
+
+        # a 1 TiB disk at 64 KiB chunks (16 Mi chunks) with 8 MiB of data: what
+        # the manifest and the chunk map cost is what this measures (issue 10)
+        big = os.path.join(base, "sparse-1t.img")
+        with open(big, "wb") as f:
+            f.truncate(1 << 40)
+            for off, n in ((0, 4 << 20), (1 << 39, 2 << 20), ((1 << 40) - (4 << 20), 2 << 20)):
+                f.seek(off)
+                f.write(os.urandom(n))
+        repo = os.path.join(base, "repo-q-sparse-1t")
+        q.init(repo, "init-sparse-1t", chunk_size=64 << 10)
+        log("quiesce sparse 1 TiB at 64 KiB chunks")
+        b = q.backup(repo, big, "sparse-1t")
+        out = os.path.join(base, "restore-sparse-1t")
+        os.makedirs(out, exist_ok=True)
+        rr = q.restore(repo, out, "restore-sparse-1t")
+        snaps = os.path.join(repo, "snapshots")
+        res["sparse_1t"] = {"seconds": b["seconds"], "maxrss_kib": max(b["maxrss_kib"], rr["maxrss_kib"]),
+                            "backup_seconds": b["seconds"], "backup_maxrss_kib": b["maxrss_kib"],
+                            "restore_seconds": rr["seconds"], "restore_maxrss_kib": rr["maxrss_kib"],
+                            "manifest_bytes": sum(os.path.getsize(os.path.join(snaps, f))
+                                                  for f in os.listdir(snaps))}
+        os.unlink(big)
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(repo, ignore_errors=True)
     except ToolError as e:
         res["error"] = str(e)
         log("FAILED: " + str(e))
@@ -680,6 +709,12 @@ def report(doc):
                 p("  all-zero %s, %s: %.2f s, %.2f GB/s, peak RSS %.0f MiB, repo %s" % (
                     fmt_size(n["bytes"]), what, n["seconds"], n["mb_s"] / 1000,
                     n["maxrss_kib"] / 1024, fmt_size(n["repo_bytes"])))
+        if "sparse_1t" in x:
+            n = x["sparse_1t"]
+            p("  1 TiB sparse disk, 8 MiB of data, 64 KiB chunks (16 Mi chunks): backup %.2f s, "
+              "peak RSS %.0f MiB; restore %.2f s, peak RSS %.0f MiB; manifest %s" % (
+                  n["backup_seconds"], n["backup_maxrss_kib"] / 1024, n["restore_seconds"],
+                  n["restore_maxrss_kib"] / 1024, fmt_size(n["manifest_bytes"])))
         if "error" in x:
             p("  ERROR: %s" % x["error"])
     if doc["targets"]:

@@ -3,8 +3,9 @@
  * fuzz-rpc: untrusted host bytes through the whole request path: jstream
  * framing and parsing, dispatch, argument checking and reply rendering.
  * The input is fed in pieces whose sizes come from the input itself, so
- * split-message paths are explored too.  Only side-effect-free commands
- * are allowed; the others still exercise the "disabled" path.
+ * split-message paths are explored too, and so is the size of the pieces
+ * jstream hands json-c.  Only side-effect-free commands are allowed; the
+ * others still exercise the "disabled" path.
  */
 #include "agent.h"
 #include "jstream.h"
@@ -26,7 +27,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size && data[0] == 'F')
 		a.freezer.frozen = true; /* also explore the frozen-state filter */
 
-	struct jstream_limits lim = {1 << 16, 4096, 64}; /* small, so limits are reachable */
+	/* small, so limits are reachable; json-c gets the text in pieces of 1..16
+	 * bytes (from the input), so every split of it is tried */
+	struct jstream_limits lim = {1 << 16, 4096, 64, size > 1 ? (data[1] & 15u) + 1 : 1};
 	struct jstream *js = jstream_new(&lim);
 	struct buf out = BUF_INIT;
 	size_t pos = 0, step = 1;

@@ -20,6 +20,15 @@
  * Listen methods serve one client at a time: the listening fd is not
  * polled while a client is connected, so later connects queue in the
  * kernel backlog, exactly as with qemu-ga.
+ *
+ * An accept4() that fails while a connect is still queued (EMFILE, ENFILE,
+ * ENOMEM: what builds up in a guest that is in trouble) leaves the listener
+ * readable, so polling it again at once would spin.  The listener is then
+ * left out of poll for a while (10 ms doubling to 1 s; chan_prepare()
+ * lowers the loop's timeout to match), the failure is logged once, and the
+ * waiting client is served as soon as an accept4() works again.  A socket
+ * from systemd that is not listening (Accept=yes passes a connection) would
+ * fail accept4() with EINVAL for ever: it is refused at start instead.
  */
 #include "chan.h"
 
@@ -29,6 +38,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/vm_sockets.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +46,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Clients beyond the one being served wait here (qemu-ga uses 1, which
@@ -43,6 +54,8 @@
 #define LISTEN_BACKLOG 16
 #define RECHECK_FIRST_MS 10
 #define RECHECK_MAX_MS 1000
+#define ACCEPT_RETRY_FIRST_MS 10
+#define ACCEPT_RETRY_MAX_MS 1000
 
 struct chan {
 	enum chan_method method;
@@ -51,6 +64,8 @@ struct chan {
 	bool host_away; /* virtio-serial: host side closed; port not polled */
 	bool host_seen; /* virtio-serial: a poll without POLLHUP since the last EOF */
 	int recheck_ms; /* virtio-serial: next look while away */
+	int accept_retry_ms;     /* listen: backoff after a failed accept4(); 0 = none */
+	int64_t accept_again_ms; /* listen: when to poll the listener again (monotonic) */
 };
 
 static const char *const method_names[] = {
@@ -188,6 +203,13 @@ static int from_activation(struct chan *c, bool *used, struct err *e)
 		c->method = CHAN_VSOCK_LISTEN;
 	else
 		return err_set(e, -EAFNOSUPPORT, "socket passed by systemd is neither unix nor vsock");
+	int listening = 0;
+	socklen_t optlen = sizeof(listening);
+	if (getsockopt(3, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optlen) < 0 || !listening)
+		return err_set(e, -EINVAL,
+			       "socket passed by systemd is not listening (a connection, as "
+			       "Accept=yes passes?); quiesce-agent needs a listening socket "
+			       "(Accept=no)");
 	c->fd = 3;
 	(void)fcntl(3, F_SETFD, FD_CLOEXEC);
 	(void)fcntl(3, F_SETFL, fcntl(3, F_GETFL) | O_NONBLOCK);
@@ -243,6 +265,19 @@ bool chan_is_connected(const struct chan *c)
 	return is_listen(c) ? c->client >= 0 : !c->host_away;
 }
 
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void lower_timeout(int *timeout_ms, int ms)
+{
+	if (*timeout_ms < 0 || *timeout_ms > ms)
+		*timeout_ms = ms;
+}
+
 void chan_prepare(struct chan *c, struct pollfd *pfd, bool want_input, bool want_output,
 		  int *timeout_ms)
 {
@@ -251,16 +286,22 @@ void chan_prepare(struct chan *c, struct pollfd *pfd, bool want_input, bool want
 	if (is_listen(c)) {
 		if (c->client >= 0) {
 			pfd->fd = c->client;
-		} else {
-			pfd->fd = c->fd;
-			pfd->events = POLLIN;
+			return;
+		}
+		pfd->fd = c->fd;
+		pfd->events = POLLIN;
+		if (c->accept_retry_ms) { /* backing off after a failed accept4() */
+			int64_t left = c->accept_again_ms - now_ms();
+			if (left > 0) {
+				pfd->fd = -1;
+				lower_timeout(timeout_ms, (int)left);
+			}
 		}
 		return;
 	}
 	if (c->host_away) {
 		pfd->fd = -1; /* ignored by poll */
-		if (*timeout_ms < 0 || *timeout_ms > c->recheck_ms)
-			*timeout_ms = c->recheck_ms;
+		lower_timeout(timeout_ms, c->recheck_ms);
 		return;
 	}
 	pfd->fd = c->fd;
@@ -280,18 +321,37 @@ static enum chan_event drop_client(struct chan *c)
 	return CHAN_DISCONNECTED;
 }
 
+static enum chan_event accept_client(struct chan *c)
+{
+	c->client = accept4(c->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (c->client >= 0) {
+		if (c->accept_retry_ms)
+			log_info("accepting clients again");
+		c->accept_retry_ms = 0;
+		return CHAN_CONNECTED;
+	}
+	int err = errno;
+	if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ECONNABORTED ||
+	    err == EPROTO || err == EPERM)
+		return CHAN_IDLE; /* that client is gone; nothing is left queued for it */
+	if (!c->accept_retry_ms) {
+		log_warn("cannot accept a client: %s; trying again until it works", strerror(err));
+		c->accept_retry_ms = ACCEPT_RETRY_FIRST_MS;
+	} else if (c->accept_retry_ms < ACCEPT_RETRY_MAX_MS) {
+		c->accept_retry_ms *= 2;
+		if (c->accept_retry_ms > ACCEPT_RETRY_MAX_MS)
+			c->accept_retry_ms = ACCEPT_RETRY_MAX_MS;
+	}
+	c->accept_again_ms = now_ms() + c->accept_retry_ms;
+	return CHAN_IDLE;
+}
+
 enum chan_event chan_process(struct chan *c, short revents, char *buf, size_t cap, size_t *n,
 			     struct err *e)
 {
 	*n = 0;
-	if (is_listen(c) && c->client < 0) {
-		if (!(revents & POLLIN))
-			return CHAN_IDLE;
-		c->client = accept4(c->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-		if (c->client < 0)
-			return CHAN_IDLE; /* a client that gave up before accept */
-		return CHAN_CONNECTED;
-	}
+	if (is_listen(c) && c->client < 0) /* an error or hangup too: accept4() says which */
+		return (revents & (POLLIN | POLLERR | POLLHUP | POLLNVAL)) ? accept_client(c) : CHAN_IDLE;
 	if (c->host_away) { /* the periodic look: try the port again */
 		c->host_away = false;
 		c->recheck_ms = c->recheck_ms * 2 > RECHECK_MAX_MS ? RECHECK_MAX_MS : c->recheck_ms * 2;

@@ -24,15 +24,18 @@ static int status(struct agent *a, struct json_object *args, struct json_object 
 static int freeze(struct agent *a, struct json_object *args, struct json_object **ret,
 		  struct err *e)
 {
+	/* No "mountpoints" (or guest-fsfreeze-freeze) means every filesystem;
+	 * a list, even an empty one, means exactly those: [] freezes nothing. */
 	struct strlist list = {0};
 	struct json_object *mp;
-	if (json_object_object_get_ex(args, "mountpoints", &mp))
+	bool listed = json_object_object_get_ex(args, "mountpoints", &mp);
+	if (listed)
 		for (size_t i = 0; i < json_object_array_length(mp); i++)
 			if (strlist_add(&list, json_object_get_string(json_object_array_get_idx(mp, i))) < 0) {
 				strlist_free(&list);
 				return err_set(e, -ENOMEM, "out of memory");
 			}
-	int r = freezer_freeze(&a->freezer, &list, e);
+	int r = freezer_freeze(&a->freezer, listed ? &list : NULL, e);
 	strlist_free(&list);
 	if (r < 0)
 		return r;

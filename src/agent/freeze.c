@@ -7,14 +7,19 @@
  * settles that debt exactly once (settle_hook()).
  *
  * Order of a freeze:
- *   1. validate the freeze list (before anything has an effect);
- *   2. check the hook file;
+ *   1. validate the freeze list (before anything has an effect; an empty
+ *      list ends here: 0);
+ *   2. open and check the hook file (the one that runs);
  *   3. write the marker (owes the thaw hook if there is a hook);
  *   4. run the freeze hook (failure: thaw hook, remove marker, error);
- *   5. hold the log, FIFREEZE in reverse mount order;
- *   6. error: thaw what we froze, release log, thaw hook, error;
+ *   5. hold the log, FIFREEZE in reverse mount order, keeping the fds;
+ *   6. error: thaw what we froze, release log, thaw hook, error (if that
+ *      thaw fails too: stay frozen, the watchdog retries);
  *      nothing frozen: release log, thaw hook, 0;
  *      else arm the watchdog and report the count.
+ * A thaw: FITHAW on the kept fds, then on whatever else the mount table
+ * lists; then the marker, the log and the thaw hook.  If a kept fs stays
+ * frozen, so do we, and the watchdog retries within a second.
  */
 #include "freeze.h"
 
@@ -31,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -66,6 +72,7 @@ void freezer_init(struct freezer *f)
 		.mountinfo = "/proc/self/mountinfo",
 		.ops = &freeze_ops_ioctl,
 		.timerfd = -1,
+		.pipe = {-1, -1},
 	};
 }
 
@@ -76,11 +83,15 @@ static void marker_path(const struct freezer *f, char *buf, size_t len)
 	snprintf(buf, len, "%s/%s", f->statedir, MARKER);
 }
 
+/* A fresh file, never through what is there already: a symlink (or a hard
+ * link) planted at the marker's name must not make us write elsewhere. */
 static int marker_write(struct freezer *f, struct err *e)
 {
 	char path[4096];
 	marker_path(f, path, sizeof(path));
-	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	(void)unlink(path);
+	_cleanup_close_ int fd =
+		open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return err_sys(e, -errno, "failed to create state file '%s'", path);
 	const char *text = f->thaw_hook_owed ? "quiesce-agent\nthaw-hook-owed\n" : "quiesce-agent\n";
@@ -129,12 +140,40 @@ static void record_hook(struct freezer *f, const char *action, const struct hook
 									 : -1;
 }
 
+int freezer_output_fd(const struct freezer *f)
+{
+	return hook_pipe_fd(&f->pipe);
+}
+
+void freezer_output_ready(struct freezer *f)
+{
+	char buf[16384], prefix[64];
+	snprintf(prefix, sizeof(prefix), "fsfreeze hook %s output (background)",
+		 f->last_action ? f->last_action : "");
+	for (int i = 0; i < 4; i++) { /* 64 KiB per wake-up, like a hook run */
+		ssize_t n = hook_pipe_read(&f->pipe, buf, sizeof(buf));
+		if (n <= 0)
+			return;
+		size_t room = f->late_bytes < HOOK_OUTPUT_MAX ? HOOK_OUTPUT_MAX - f->late_bytes : 0;
+		size_t keep = (size_t)n < room ? (size_t)n : room;
+		if (keep)
+			log_text(LOG_LVL_INFO, prefix, buf, keep);
+		if (keep < (size_t)n && room)
+			log_warn("%s beyond %u bytes is dropped", prefix, HOOK_OUTPUT_MAX);
+		f->late_bytes += (size_t)n;
+	}
+}
+
 /* Run the hook; 0 if it succeeded, else -EIO with qemu-ga's text in e. */
-static int run_hook(struct freezer *f, const char *action, struct err *e)
+static int run_hook(struct freezer *f, const struct hook_file *hf, const char *action,
+		    struct err *e)
 {
 	struct hook_result res;
+	freezer_output_ready(f); /* what came late from the previous run is its own */
+	f->last_action = action;
+	f->late_bytes = 0;
 	int64_t started = realtime_ns();
-	int r = hook_run(f->hook, action, f->hook_timeout_ms, &res, e);
+	int r = hook_run(&f->pipe, hf, action, f->hook_timeout_ms, &res, e);
 	if (r < 0) {
 		record_hook(f, action, NULL, started);
 		return r;
@@ -142,9 +181,14 @@ static int run_hook(struct freezer *f, const char *action, struct err *e)
 	record_hook(f, action, &res, started);
 	char why[128];
 	const char *fail = hook_failure(&res, why, sizeof(why));
-	if (res.output.len)
-		log_info("fsfreeze hook %s output%s:\n%.*s", action, res.truncated ? " (truncated)" : "",
-			 (int)res.output.len, res.output.data);
+	if (res.output.len) {
+		char prefix[64];
+		snprintf(prefix, sizeof(prefix), "fsfreeze hook %s output", action);
+		log_text(LOG_LVL_INFO, prefix, res.output.data, res.output.len);
+		if (res.truncated)
+			log_warn("fsfreeze hook %s: output beyond %u bytes was dropped", action,
+				 HOOK_OUTPUT_MAX);
+	}
 	if (fail)
 		log_error("fsfreeze hook %s: %s (%.3f s)", action, fail, res.seconds);
 	else
@@ -159,24 +203,98 @@ static int settle_hook(struct freezer *f, struct err *e)
 	if (!f->thaw_hook_owed)
 		return 0;
 	f->thaw_hook_owed = false;
-	return run_hook(f, "thaw", e);
+	if (!f->hook) { /* owed by an earlier instance that had one */
+		log_warn("a thaw hook is owed, but no fsfreeze hook is configured");
+		return 0;
+	}
+	struct hook_file hf;
+	int r = hook_open(f->hook, &hf, e);
+	if (r == 0)
+		r = run_hook(f, &hf, "thaw", e);
+	else
+		record_hook(f, "thaw", NULL, realtime_ns());
+	hook_close(&hf);
+	return r;
 }
 
 /* ---- kernel freeze/thaw ------------------------------------------------ */
+/*
+ * The thaw must work when nothing else does: a frozen guest piles up
+ * memory pressure and processes, and the host may never come back.  So
+ * the fds FIFREEZE was issued on are kept ("held") until FITHAW succeeds
+ * on them, and thawing what we froze needs no mount table, no memory and
+ * no new fd.  An agent restarted frozen has no such fds: it opens every
+ * mount point when it starts (freezer_start), for the same reason.  The
+ * mount table is read at thaw time only to thaw filesystems someone else
+ * froze (qemu-ga's thaw thaws everything); if that fails, what we hold is
+ * thawed anyway.  A thaw that leaves a held filesystem frozen keeps the
+ * agent frozen and re-arms the watchdog to try again.
+ */
 
-/* FITHAW until it fails, undoing nested freezes; whether any succeeded. */
-static bool thaw_dir(struct freezer *f, const char *dir)
+#define RETRY_THAW_MS 1000
+
+/* FITHAW until it fails, undoing nested freezes.  1: thawed; 0: it was not
+ * frozen, or cannot be (done either way); -errno: FITHAW failed, try again. */
+static int thaw_fd(struct freezer *f, int fd)
 {
-	_cleanup_close_ int fd = open(dir, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
-	if (fd < 0)
-		return false;
-	bool any = false;
-	for (int i = 0; i < 64 && f->ops->thaw(fd) == 0; i++)
-		any = true;
-	return any;
+	int r = f->ops->thaw(fd);
+	if (r == -EINVAL || r == -EOPNOTSUPP || r == -ENOTTY)
+		return 0;
+	if (r < 0)
+		return r;
+	for (int i = 1; i < 64 && f->ops->thaw(fd) == 0; i++)
+		;
+	return 1;
 }
 
-static int thaw_all(struct freezer *f, struct err *e)
+static void held_free(struct freezer *f)
+{
+	for (size_t i = 0; i < f->nheld; i++) {
+		if (f->held[i].fd >= 0)
+			(void)close(f->held[i].fd);
+		free(f->held[i].dir);
+	}
+	free(f->held);
+	f->held = NULL;
+	f->nheld = 0;
+}
+
+/* Thaw every held filesystem, in mount order; close what is done (its
+ * device stays listed, for thaw_others).  Returns the number thawed, or
+ * the first error (e names the mount point; those that failed stay open). */
+static int thaw_held(struct freezer *f, struct err *e)
+{
+	int n = 0, err = 0;
+	for (size_t i = 0; i < f->nheld; i++) {
+		struct freeze_target *t = &f->held[i];
+		if (t->fd < 0)
+			continue;
+		int r = thaw_fd(f, t->fd);
+		if (r < 0) {
+			if (!err)
+				err = err_sys(e, r, "failed to thaw %s", t->dir);
+			continue;
+		}
+		n += r;
+		(void)close(t->fd);
+		t->fd = -1;
+	}
+	return err ? err : n;
+}
+
+static bool is_held(const struct freezer *f, dev_t dev)
+{
+	for (size_t i = 0; i < f->nheld; i++)
+		if (f->held[i].dev == dev)
+			return true;
+	return false;
+}
+
+/* Thaw whatever else the mount table lists (another tool's freeze), not
+ * what thaw_held just did (a second FITHAW there could undo someone's
+ * freeze made since, and count one filesystem twice); any FITHAW error
+ * means "not thawed".  Allocates; the count or -errno. */
+static int thaw_others(struct freezer *f, struct err *e)
 {
 	struct mount_list l;
 	int r = mounts_read(f->mountinfo, &l, e);
@@ -184,10 +302,47 @@ static int thaw_all(struct freezer *f, struct err *e)
 		return r;
 	mounts_dedup(&l);
 	int n = 0;
-	for (size_t i = 0; i < l.n; i++)
-		n += thaw_dir(f, l.v[i].dir);
+	for (size_t i = 0; i < l.n; i++) {
+		_cleanup_close_ int fd = open(l.v[i].dir, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
+		struct stat st;
+		if (fd < 0 || fstat(fd, &st) < 0 || is_held(f, st.st_dev))
+			continue;
+		n += thaw_fd(f, fd) > 0;
+	}
 	mounts_free(&l);
 	return n;
+}
+
+/* An agent restarted frozen: hold every mount point now, while it can. */
+static void hold_all(struct freezer *f)
+{
+	struct err e = {0};
+	struct mount_list l;
+	if (mounts_read(f->mountinfo, &l, &e) < 0) {
+		log_error("%s; the thaw will read the mount table again", e.msg);
+		return;
+	}
+	mounts_dedup(&l);
+	f->held = calloc(l.n ? l.n : 1, sizeof(*f->held));
+	for (size_t i = 0; f->held && i < l.n; i++) {
+		struct freeze_target *t = &f->held[f->nheld];
+		t->fd = open(l.v[i].dir, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
+		struct stat st;
+		if (t->fd >= 0 && fstat(t->fd, &st) < 0) {
+			(void)close(t->fd);
+			t->fd = -1;
+		}
+		if (t->fd < 0)
+			continue;
+		t->dev = st.st_dev;
+		t->dir = take_ptr(l.v[i].dir);
+		f->nheld++;
+	}
+	if (!f->held || f->nheld < l.n)
+		log_error("could not open every mount point (%zu of %zu); the thaw will read the mount "
+			  "table again", f->nheld, l.n);
+	f->hold_complete = f->held && f->nheld == l.n;
+	mounts_free(&l);
 }
 
 /* Which mounts to freeze: all (deduplicated by device), or the listed
@@ -199,7 +354,7 @@ static int select_targets(struct freezer *f, const struct strlist *want, struct 
 	int r = mounts_read(f->mountinfo, &all, e);
 	if (r < 0)
 		return r;
-	if (!want || want->n == 0) {
+	if (!want) {
 		mounts_dedup(&all);
 		*out = all;
 		return 0;
@@ -225,40 +380,64 @@ static int select_targets(struct freezer *f, const struct strlist *want, struct 
 	return 0;
 }
 
-/* FIFREEZE in reverse order; on a hard error thaw what this call froze.
- * Returns the count or the error. */
+/* FIFREEZE in reverse order, holding the fd of each filesystem frozen (in
+ * mount order).  On a hard error thaw what this call froze.  Returns the
+ * count or the error. */
 static int freeze_mounts(struct freezer *f, const struct mount_list *l, struct err *e)
 {
-	_cleanup_free_ bool *done = calloc(l->n ? l->n : 1, sizeof(bool));
-	if (!done)
+	f->held = calloc(l->n ? l->n : 1, sizeof(*f->held));
+	if (!f->held)
 		return err_set(e, -ENOMEM, "out of memory");
+	f->nheld = l->n;
+	for (size_t i = 0; i < l->n; i++)
+		f->held[i].fd = -1;
+	for (size_t i = 0; i < l->n; i++)
+		if (!(f->held[i].dir = strdup(l->v[i].dir))) {
+			held_free(f);
+			return err_set(e, -ENOMEM, "out of memory");
+		}
 	int n = 0;
 	for (size_t i = l->n; i-- > 0;) {
 		const char *dir = l->v[i].dir;
-		_cleanup_close_ int fd = open(dir, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
-		int r = fd < 0 ? -errno : f->ops->freeze(fd);
+		int fd = open(dir, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
+		struct stat st;
+		int r = fd < 0 || fstat(fd, &st) < 0 ? -errno : f->ops->freeze(fd);
 		if (r == 0) {
-			done[i] = true;
+			f->held[i].fd = fd;
+			f->held[i].dev = st.st_dev;
 			n++;
 			continue;
 		}
+		if (fd >= 0)
+			(void)close(fd);
 		if (fd >= 0 && (r == -EOPNOTSUPP || r == -EBUSY))
 			continue; /* cannot be frozen / already frozen: skipped, as qemu-ga */
-		for (size_t j = 0; j < l->n; j++)
-			if (done[j])
-				(void)thaw_dir(f, l->v[j].dir);
+		struct err ignored;
+		if (thaw_held(f, &ignored) >= 0)
+			held_free(f); /* else keep what could not be thawed */
 		return err_sys(e, r, fd < 0 ? "failed to open %s" : "failed to freeze %s", dir);
 	}
+	if (n == 0)
+		held_free(f);
+	f->hold_complete = n > 0;
 	return n;
 }
 
 int freezer_freeze(struct freezer *f, const struct strlist *mountpoints, struct err *e)
 {
+	/* An empty list names nothing: freeze nothing, run no hook.  (qemu-ga
+	 * 7.2 answers 0 too, after running the freeze hook.)  Never "all". */
+	if (mountpoints && mountpoints->n == 0) {
+		log_info("guest-fsfreeze-freeze-list with an empty list: nothing to freeze");
+		return 0;
+	}
 	struct mount_list targets;
 	int r = select_targets(f, mountpoints, &targets, e);
 	if (r < 0)
 		return r;
-	if (f->hook && (r = hook_check(f->hook, e)) < 0) {
+	/* opened and checked once: the freeze hook that runs is this file */
+	struct hook_file hf = {.fd = -1};
+	if (f->hook && (r = hook_open(f->hook, &hf, e)) < 0) {
 		mounts_free(&targets);
 		return r;
 	}
@@ -266,11 +445,14 @@ int freezer_freeze(struct freezer *f, const struct strlist *mountpoints, struct 
 	f->thaw_hook_owed = f->hook != NULL;
 	if ((r = marker_write(f, e)) < 0) {
 		f->thaw_hook_owed = false;
+		hook_close(&hf);
 		mounts_free(&targets);
 		return r;
 	}
 	log_info("guest-fsfreeze called");
-	if (f->hook && (r = run_hook(f, "freeze", e)) < 0) {
+	r = f->hook ? run_hook(f, &hf, "freeze", e) : 0;
+	hook_close(&hf);
+	if (r < 0) {
 		struct err ignored;
 		settle_hook(f, &ignored);
 		marker_remove(f);
@@ -283,6 +465,14 @@ int freezer_freeze(struct freezer *f, const struct strlist *mountpoints, struct 
 	f->frozen = true;
 	r = freeze_mounts(f, &targets, e);
 	mounts_free(&targets);
+	if (r < 0 && f->held) {
+		/* undoing the failed freeze failed too: stay frozen (marker, thaw
+		 * hook owed) and let the watchdog retry the thaw */
+		f->hold_complete = true;
+		if (f->watchdog_ms > 0)
+			watchdog_set(f, f->watchdog_ms < RETRY_THAW_MS ? f->watchdog_ms : RETRY_THAW_MS);
+		return r;
+	}
 	if (r > 0) {
 		f->report.frozen_ns = realtime_ns();
 		f->report.filesystems = r;
@@ -300,28 +490,45 @@ int freezer_freeze(struct freezer *f, const struct strlist *mountpoints, struct 
 	return r;
 }
 
+/* The thaw failed and we are still frozen: try again soon, by ourselves. */
+static int thaw_failed(struct freezer *f, struct err *e, const struct err *why)
+{
+	if (f->watchdog_ms > 0)
+		watchdog_set(f, f->watchdog_ms < RETRY_THAW_MS ? f->watchdog_ms : RETRY_THAW_MS);
+	return err_set(e, why->code, "%s", why->msg);
+}
+
 int freezer_thaw(struct freezer *f, struct err *e)
 {
 	struct err me = {0};
-	int n = thaw_all(f, &me);
-	if (n < 0 && f->frozen) {
-		/* cannot even list mounts: stay frozen, say why */
-		return err_set(e, n, "%s", me.msg);
-	}
+	/* what we hold first: no allocation, no new fd */
+	int n = thaw_held(f, &me);
+	if (n < 0)
+		return thaw_failed(f, e, &me);
+	bool all_held = f->hold_complete;
+	int m = thaw_others(f, &me);
+	held_free(f); /* all thawed: nothing left to hold */
+	if (m < 0 && f->frozen && !all_held)
+		return thaw_failed(f, e, &me); /* recovered, and nothing known to thaw */
+	if (m < 0 && f->frozen)
+		log_warn("%s; thawed only the filesystems frozen here", me.msg);
+	else if (m > 0)
+		n += m;
 	bool was_frozen = f->frozen;
 	f->frozen = false;
+	f->hold_complete = false;
 	watchdog_set(f, 0);
 	if (was_frozen) {
 		f->report.thawed_ns = realtime_ns();
 		log_release();
 	}
 	marker_remove(f);
-	log_info("guest-fsthaw called: %d filesystem(s) thawed", n < 0 ? 0 : n);
+	log_info("guest-fsthaw called: %d filesystem(s) thawed", n);
 	int r = settle_hook(f, e);
 	if (r < 0)
 		return r;
-	if (n < 0)
-		return err_set(e, n, "%s", me.msg);
+	if (m < 0 && !was_frozen)
+		return err_set(e, m, "%s", me.msg); /* as qemu-ga: no mount table, no thaw */
 	return n;
 }
 
@@ -332,9 +539,14 @@ void freezer_watchdog_fired(struct freezer *f)
 		(void)read(f->timerfd, &ticks, sizeof(ticks));
 	if (!f->frozen)
 		return;
-	f->report.auto_thawed = true;
 	struct err e = {0};
 	int n = freezer_thaw(f, &e);
+	if (f->frozen) {
+		log_error("the watchdog could not thaw: %s; trying again in %d ms", e.msg,
+			  f->watchdog_ms < RETRY_THAW_MS ? f->watchdog_ms : RETRY_THAW_MS);
+		return;
+	}
+	f->report.auto_thawed = true;
 	log_warn("no thaw arrived within %d s of the freeze: the watchdog thawed %d filesystem(s)%s%s",
 		 f->watchdog_ms / 1000, n < 0 ? 0 : n, n < 0 ? ": " : "", n < 0 ? e.msg : "");
 }
@@ -358,12 +570,21 @@ int freezer_start(struct freezer *f, struct err *e)
 		return err_sys(e, -errno, "cannot create the watchdog timer");
 	char path[4096];
 	marker_path(f, path, sizeof(path));
-	_cleanup_fclose_ FILE *m = fopen(path, "re");
+	/* O_NOFOLLOW: a symlink there is not ours; it is not read through
+	 * (ELOOP: "cannot tell", so frozen, and the thaw removes the link) */
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	_cleanup_fclose_ FILE *m = fd >= 0 ? fdopen(fd, "r") : NULL;
+	int err = errno;
+	if (fd >= 0 && !m)
+		(void)close(fd);
+	if (!m && err == ENOENT)
+		return 0;
+	/* Frozen: from here on nothing may write to a guest filesystem, not
+	 * even a log line (main holds the log from its start; so do we). */
+	log_hold();
 	if (!m) {
-		if (errno == ENOENT)
-			return 0;
 		/* cannot tell: assume frozen, the safe side */
-		log_error("unable to access state file at path %s: %s", path, strerror(errno));
+		log_error("unable to access state file at path %s: %s", path, strerror(err));
 	} else {
 		char line[64];
 		while (fgets(line, sizeof(line), m))
@@ -375,7 +596,7 @@ int freezer_start(struct freezer *f, struct err *e)
 		 f->watchdog_ms / 1000);
 	f->frozen = true;
 	f->report.recovered = true;
-	log_hold();
+	hold_all(f);
 	if (f->watchdog_ms > 0)
 		watchdog_set(f, f->watchdog_ms);
 	return 0;
@@ -386,6 +607,8 @@ void freezer_done(struct freezer *f)
 	if (f->timerfd >= 0)
 		close(f->timerfd);
 	f->timerfd = -1;
+	held_free(f);
+	hook_pipe_close(&f->pipe);
 }
 
 struct json_object *freezer_report_json(const struct freezer *f)

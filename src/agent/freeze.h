@@ -10,7 +10,10 @@
  *   timed-out freeze hook, a failed freeze, a freeze of nothing, a thaw, the
  *   watchdog, or agent shutdown; and never when no freeze hook ran;
  * - a watchdog thaws by itself if no thaw comes in time after freezing;
- * - hooks have a timeout; a hook must not be writable by others;
+ * - hooks have a timeout; a hook (or a directory on its way) must not be
+ *   writable by others, and the file checked is the file that runs;
+ * - the thaw needs no memory, mount table or new fd for what we froze, and
+ *   a thaw that fails is retried by the watchdog;
  * - freeze-list rejects paths that are not mount points, before any hook;
  * - nothing is written to guest filesystems while frozen (log is held).
  * The marker file (qemu-ga's name, so either agent recognises it) exists
@@ -21,10 +24,12 @@
 #define QUIESCE_FREEZE_H
 
 #include "err.h"
+#include "hook.h"
 #include "strlist.h"
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct json_object;
 
@@ -55,6 +60,14 @@ struct freeze_report {
 	int nhooks;
 };
 
+/* A filesystem to thaw: the fd FIFREEZE was issued on (or, restarted
+ * frozen, opened at start), kept so the thaw needs no mount table. */
+struct freeze_target {
+	int fd;    /* -1: done */
+	dev_t dev; /* st_dev of its root: what the thaw's sweep skips */
+	char *dir; /* mount point, for messages */
+};
+
 struct freezer {
 	/* configuration, set before freezer_start() */
 	const char *hook;        /* NULL: no hook */
@@ -66,7 +79,13 @@ struct freezer {
 	/* state */
 	bool frozen;
 	bool thaw_hook_owed;
+	struct freeze_target *held; /* what to thaw, in mount order */
+	size_t nheld;
+	bool hold_complete;         /* held covers every filesystem that may be frozen */
 	int timerfd;
+	struct hook_pipe pipe;      /* hook output; outlives each hook run */
+	const char *last_action;    /* of the last hook run, for its late output */
+	size_t late_bytes;          /* read from the pipe since that run */
 	struct freeze_report report;
 };
 
@@ -80,15 +99,24 @@ void freezer_init(struct freezer *f);
 int freezer_start(struct freezer *f, struct err *e);
 void freezer_done(struct freezer *f);
 
-/* Freeze all filesystems (mountpoints NULL) or the listed mount points.
- * Returns the number frozen, or a negative errno with e set. */
+/* Freeze all filesystems (mountpoints NULL) or the listed mount points (an
+ * empty list freezes nothing and runs no hook).  Returns the number frozen,
+ * or a negative errno with e set. */
 int freezer_freeze(struct freezer *f, const struct strlist *mountpoints, struct err *e);
 /* Thaw everything; returns the number thawed.  A failed thaw hook is an
- * error (as in qemu-ga) although the filesystems are thawed. */
+ * error (as in qemu-ga) although the filesystems are thawed.  If a
+ * filesystem we froze stays frozen, so does the freezer (status "frozen"),
+ * and the watchdog is re-armed to try again within a second.  Thawing
+ * what this agent froze allocates nothing and opens nothing. */
 int freezer_thaw(struct freezer *f, struct err *e);
 /* The watchdog timer fd for the event loop, and what to do when it fires. */
 int freezer_timer_fd(const struct freezer *f);
 void freezer_watchdog_fired(struct freezer *f);
+/* The hook output pipe for the event loop (-1: none yet), and what to do
+ * when it is readable: log what background children of a hook wrote after
+ * it returned (at most 64 KiB per wake-up, HOOK_OUTPUT_MAX per hook run). */
+int freezer_output_fd(const struct freezer *f);
+void freezer_output_ready(struct freezer *f);
 /* Agent exit: thaw if frozen, run an owed thaw hook. */
 void freezer_shutdown(struct freezer *f);
 

@@ -7,9 +7,11 @@
  * {"id": I, "error": {"class": C, "desc": D}}.  "id" is echoed verbatim on
  * every reply to a message that parsed as an object, and never otherwise.
  *
- * Errors that quote client input (an unknown command's name, say) are built
- * with the full input, however long, exactly as qemu-ga does; the reply
- * buffer is bounded by the parser's message limit.
+ * Errors that quote client input (an unknown command's name, an unexpected
+ * member) quote at most JSTREAM_QUOTE_MAX bytes of it, then "...": qemu-ga
+ * quotes it whole, so one message could cost several times the message
+ * limit to answer (docs/compat.md).  Names of normal length are quoted
+ * exactly as qemu-ga does.
  */
 #include "rpc.h"
 
@@ -17,6 +19,7 @@
 #include "jstream.h"
 #include "jwrite.h"
 #include "log.h"
+#include "utf8.h"
 
 #include <json-c/json.h>
 #include <malloc.h>
@@ -107,23 +110,27 @@ __attribute__((format(printf, 5, 6))) static void put_error(struct agent *a, str
 	buf_free(&desc);
 }
 
-/* A string value for quoting in an error: like QEMU, which keeps U+0000 as
- * modified UTF-8 (C0 80), so it is echoed as \u0000 instead of cutting the
- * text short.  The caller frees the result. */
-static char *quotable(struct json_object *str)
+/* Client input s[0..len) for quoting in an error: its first
+ * JSTREAM_QUOTE_MAX bytes (whole characters), then "..." if there was more;
+ * U+0000 as modified UTF-8 (C0 80), as QEMU keeps it, so it is echoed as
+ * \u0000 instead of cutting the text short.  The caller frees the result. */
+static char *quotable(const char *s, size_t len)
 {
-	const char *s = json_object_get_string(str);
-	size_t len = (size_t)json_object_get_string_len(str), n = 0;
-	char *q = malloc(2 * len + 1);
+	size_t keep = utf8_prefix((const uint8_t *)s, len, JSTREAM_QUOTE_MAX), n = 0;
+	char *q = malloc(2 * keep + 4);
 	if (!q)
 		return NULL;
-	for (size_t i = 0; i < len; i++) {
+	for (size_t i = 0; i < keep; i++) {
 		if (s[i]) {
 			q[n++] = s[i];
 		} else {
 			q[n++] = (char)0xC0;
 			q[n++] = (char)0x80;
 		}
+	}
+	if (keep < len) {
+		memcpy(q + n, "...", 3);
+		n += 3;
 	}
 	q[n] = '\0';
 	return q;
@@ -150,8 +157,10 @@ static struct json_object *check_request(struct agent *a, struct json_object *re
 			if (!json_object_is_type(val, json_type_object))
 				problem = "QMP input member 'arguments' must be an object";
 		} else if (strcmp(keys[i], "id")) {
+			char *q = quotable(keys[i], strlen(keys[i]));
 			put_error(a, out, id, "GenericError", "QMP input member '%s' is unexpected",
-				  keys[i]);
+				  q ? q : "");
+			free(q);
 			free(keys);
 			return NULL;
 		}
@@ -184,9 +193,9 @@ static void dispatch(struct agent *a, struct json_object *req, struct buf *out)
 	if (strlen(name) == (size_t)json_object_get_string_len(exec))
 		cmd = rpc_find(name);
 	if (!cmd) {
-		char *q = quotable(exec);
+		char *q = quotable(name, (size_t)json_object_get_string_len(exec));
 		put_error(a, out, id, "CommandNotFound", "The command %s has not been found",
-			  q ? q : name);
+			  q ? q : "");
 		free(q);
 		return;
 	}

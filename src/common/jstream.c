@@ -26,15 +26,22 @@
  *    remembered with their position and the token is replaced by a harmless
  *    placeholder.
  *
- * 3. json-c parses the canonical text of a complete message.  QEMU reports
- *    the first error in input order, so the remembered token error wins if
- *    it comes before the point where json-c gave up; otherwise json-c's
- *    error code is mapped to QEMU's wording.  json-c keeps the last of
- *    duplicate keys, QEMU rejects them: a message whose objects hold fewer
- *    members than it had ':' tokens had a duplicate.
+ * 3. json-c parses the canonical text as it is produced (feed(): its
+ *    tokener keeps its state between pieces), so the text of a message is
+ *    never held whole.  QEMU reports the first error in input order, so the
+ *    remembered token error wins if it comes before the point where json-c
+ *    gave up; otherwise json-c's error code is mapped to QEMU's wording,
+ *    once the message is complete.  json-c keeps the last of duplicate
+ *    keys, QEMU rejects them: a message whose objects hold fewer members
+ *    than it had ':' tokens had a duplicate.
  *
- * Memory: buffers are freed back to a small size after each message, so a
- * hostile 60 MB message costs memory only while it is being received.
+ * Memory: a message costs its raw token being lexed, json-c's copy of the
+ * value being built and the values built so far, never the text of the
+ * whole message besides: a big token reaches json-c in pieces, and its
+ * last bytes (which make json-c build the value) only once the raw token
+ * is freed, so a 63 MB string peaks at about twice its size.  Buffers, and
+ * json-c's tokener, are freed back to a small size after each big message,
+ * so a hostile message costs memory only while it is being received.
  */
 #include "jstream.h"
 
@@ -51,6 +58,8 @@
 
 /* Buffers above this are freed after each message rather than reused. */
 #define IDLE_KEEP (64u * 1024)
+/* Canonical text is handed to json-c in pieces of about this size. */
+#define FEED_AT_DEFAULT (16u * 1024)
 
 enum lex_state {
 	L_START,
@@ -96,11 +105,25 @@ struct jstream {
 	size_t tokens, size, colons;
 	bool large;
 	bool has_defer;
-	size_t defer_at;        /* offset in msg of the first in-token error */
+	size_t defer_at;        /* offset in the canonical text of the first in-token error */
 	struct buf defer;       /* its desc */
 	struct buf errtext;     /* desc of the event being returned */
 	struct json_tokener *tokener;
+	size_t fed;             /* canonical text handed to json-c so far (this message) */
+	bool parsed;            /* json-c is done with this message: */
+	enum json_tokener_error parse_err; /* its verdict, */
+	size_t parse_at;        /* where it stopped (offset in the canonical text), */
+	char parse_char;        /* the byte there ('\0' at the end), */
+	struct json_object *value; /* and the value, on success */
 };
+
+static struct json_tokener *tokener_new(const struct jstream_limits *lim)
+{
+	struct json_tokener *t = json_tokener_new_ex((int)lim->max_depth + 2);
+	if (t)
+		json_tokener_set_flags(t, JSON_TOKENER_STRICT);
+	return t;
+}
 
 struct jstream *jstream_new(const struct jstream_limits *lim)
 {
@@ -108,12 +131,13 @@ struct jstream *jstream_new(const struct jstream_limits *lim)
 	if (!js)
 		return NULL;
 	js->lim = *lim;
-	js->tokener = json_tokener_new_ex((int)lim->max_depth + 2);
+	if (!js->lim.feed_at)
+		js->lim.feed_at = FEED_AT_DEFAULT;
+	js->tokener = tokener_new(lim);
 	if (!js->tokener) {
 		free(js);
 		return NULL;
 	}
-	json_tokener_set_flags(js->tokener, JSON_TOKENER_STRICT);
 	return js;
 }
 
@@ -125,6 +149,7 @@ void jstream_free(struct jstream *js)
 	buf_free(&js->msg);
 	buf_free(&js->defer);
 	buf_free(&js->errtext);
+	json_object_put(js->value);
 	json_tokener_free(js->tokener);
 	free(js);
 }
@@ -132,7 +157,8 @@ void jstream_free(struct jstream *js)
 /* Whether the current message made our buffers grow past the idle size. */
 static bool is_large(const struct jstream *js)
 {
-	return js->large || js->msg.cap > IDLE_KEEP || js->tok.cap > IDLE_KEEP;
+	return js->large || js->fed > IDLE_KEEP || js->msg.cap > IDLE_KEEP ||
+	       js->tok.cap > IDLE_KEEP;
 }
 
 static void message_reset(struct jstream *js)
@@ -142,6 +168,19 @@ static void message_reset(struct jstream *js)
 	js->brace = js->bracket = 0;
 	js->tokens = js->size = js->colons = 0;
 	js->has_defer = false;
+	json_object_put(js->value);
+	js->value = NULL;
+	js->parsed = false;
+	/* json-c keeps the buffer it built the biggest string in: after a big
+	 * message, start with a fresh tokener (or reuse the old one). */
+	struct json_tokener *fresh = js->fed > IDLE_KEEP ? tokener_new(&js->lim) : NULL;
+	if (fresh) {
+		json_tokener_free(js->tokener);
+		js->tokener = fresh;
+	} else {
+		json_tokener_reset(js->tokener);
+	}
+	js->fed = 0;
 }
 
 void jstream_reset(struct jstream *js)
@@ -190,7 +229,7 @@ __attribute__((format(printf, 2, 3))) static void defer_error(struct jstream *js
 	if (js->has_defer)
 		return; /* QEMU reports the first error only */
 	js->has_defer = true;
-	js->defer_at = js->msg.len;
+	js->defer_at = js->fed + js->msg.len;
 	buf_clear(&js->defer, IDLE_KEEP);
 	buf_puts(&js->defer, "JSON parse error, ");
 	size_t head = js->defer.len;
@@ -202,6 +241,45 @@ __attribute__((format(printf, 2, 3))) static void defer_error(struct jstream *js
 		js->defer.len = head + PARSE_MSG_MAX;
 		js->defer.data[js->defer.len] = '\0';
 	}
+}
+
+/* Hand the canonical text so far to json-c and forget it.  Once json-c
+ * has finished (a value, or an error), the rest of the message is only
+ * counted: its verdict stands, as for the whole text. */
+static void feed(struct jstream *js)
+{
+	if (js->msg.len && !js->parsed) {
+		struct json_object *o =
+			json_tokener_parse_ex(js->tokener, js->msg.data, (int)js->msg.len);
+		enum json_tokener_error err = json_tokener_get_error(js->tokener);
+		if (err != json_tokener_continue) {
+			size_t end = json_tokener_get_parse_end(js->tokener);
+			js->parsed = true;
+			js->parse_err = err;
+			js->parse_at = js->fed + end;
+			js->parse_char = end < js->msg.len ? js->msg.data[end] : '\0';
+			js->value = o; /* NULL for an error, or for JSON null */
+		}
+	}
+	js->fed += js->msg.len;
+	buf_clear(&js->msg, IDLE_KEEP);
+}
+
+/* Append canonical text, handing it to json-c whenever enough has built up. */
+static int put(struct jstream *js, const char *p, size_t n)
+{
+	size_t at = js->lim.feed_at;
+	while (n) {
+		size_t room = at - (js->msg.len < at ? js->msg.len : at);
+		size_t k = n < room ? n : room;
+		if (k && buf_append(&js->msg, p, k) < 0)
+			return -ENOMEM;
+		p += k;
+		n -= k;
+		if (js->msg.len >= at)
+			feed(js);
+	}
+	return 0;
 }
 
 static int hex4(const uint8_t *s, size_t n)
@@ -224,29 +302,29 @@ static int hex4(const uint8_t *s, size_t n)
 	return v;
 }
 
-static int put_cp(struct buf *out, int32_t cp)
+static int put_cp(struct jstream *js, int32_t cp)
 {
 	char u[8];
 	if (cp == '"')
-		return buf_puts(out, "\\\"");
+		return put(js, "\\\"", 2);
 	if (cp == '\\')
-		return buf_puts(out, "\\\\");
+		return put(js, "\\\\", 2);
 	if (cp < 0x20) {
 		snprintf(u, sizeof(u), "\\u%04x", (unsigned)cp);
-		return buf_puts(out, u);
+		return put(js, u, 6);
 	}
-	return buf_append(out, u, utf8_encode(u, cp));
+	return put(js, u, utf8_encode(u, cp));
 }
 
-/* Decode a string token (with its quotes) the way QEMU's parser does and
- * append it to msg as a double-quoted JSON string.  On a decoding error,
- * remember it and append "" instead. */
-static int rewrite_string(struct jstream *js)
+/* Decode a string token (with its quotes) the way QEMU's parser does.
+ * With emit false only check it: remember the first error and return 1.
+ * With emit true (a checked token) append the text between the quotes to
+ * the canonical text; the caller adds the closing quote. */
+static int decode_string(struct jstream *js, bool emit)
 {
 	const uint8_t *s = (const uint8_t *)js->tok.data;
 	size_t end = js->tok.len - 1; /* the closing quote */
-	size_t start = js->msg.len;
-	int r = buf_putc(&js->msg, '"');
+	int r = 0;
 
 	for (size_t p = 1; r == 0 && p < end;) {
 		int32_t cp;
@@ -256,7 +334,7 @@ static int rewrite_string(struct jstream *js)
 			if (cp < 0)
 				goto bad_utf8;
 			p += used;
-			r = put_cp(&js->msg, cp);
+			r = emit ? put_cp(js, cp) : 0;
 			continue;
 		}
 		size_t beg = p++;
@@ -287,25 +365,22 @@ static int rewrite_string(struct jstream *js)
 				size_t n = p - beg;
 				if (beg + n > js->tok.len)
 					n = js->tok.len - beg;
-				js->msg.len = start;
 				defer_error(js, "%.*s is not a valid Unicode character",
 					    (int)n, (const char *)s + beg);
-				return buf_puts(&js->msg, "\"\"");
+				return 1;
 			}
 			break;
 		default:
-			js->msg.len = start;
 			defer_error(js, "invalid escape sequence in string");
-			return buf_puts(&js->msg, "\"\"");
+			return 1;
 		}
-		r = put_cp(&js->msg, cp);
+		r = emit ? put_cp(js, cp) : 0;
 	}
-	return r ? r : buf_putc(&js->msg, '"');
+	return r;
 
 bad_utf8:
-	js->msg.len = start;
 	defer_error(js, "invalid UTF-8 sequence in string");
-	return buf_puts(&js->msg, "\"\"");
+	return 1;
 }
 
 /* QEMU reads an integer as int64, else (if not negative) uint64, else as a
@@ -324,30 +399,41 @@ static bool integer_fits(const char *text)
 	return errno != ERANGE;
 }
 
-static int rewrite_token(struct jstream *js, enum tok_type type)
+/* Rewrite the token in tok as canonical text, but for its last bytes,
+ * which *tail gets: the caller adds them once tok is freed, and only then
+ * does json-c build the value (so a big token and its value are never
+ * both held, besides json-c's own copy). */
+static int rewrite_token(struct jstream *js, enum tok_type type, const char **tail)
 {
 	const char *t = js->tok.data;
 	switch (type) {
 	case T_STRING:
-		return rewrite_string(js);
+		*tail = "\"";
+		/* checked first, so that a bad one never reaches json-c half
+		 * written (it becomes ""), and its error is placed at its start */
+		if (decode_string(js, false))
+			return put(js, "\"", 1);
+		if (put(js, "\"", 1) < 0)
+			return -ENOMEM;
+		return decode_string(js, true);
 	case T_INTEGER:
-		if (buf_append(&js->msg, t, js->tok.len) < 0)
-			return -ENOMEM;
-		return buf_puts(&js->msg, integer_fits(t) ? " " : ".0 ");
+		*tail = integer_fits(t) ? " " : ".0 ";
+		return put(js, t, js->tok.len);
 	case T_FLOAT:
-		if (buf_append(&js->msg, t, js->tok.len) < 0)
-			return -ENOMEM;
-		return buf_putc(&js->msg, ' ');
+		*tail = " ";
+		return put(js, t, js->tok.len);
 	case T_KEYWORD:
+		*tail = " ";
 		if (strcmp(t, "true") && strcmp(t, "false") && strcmp(t, "null")) {
-			defer_error(js, "invalid keyword '%s'", t);
-			return buf_puts(&js->msg, "null ");
+			/* the text is cut at PARSE_MSG_MAX anyway: format no more */
+			int n = js->tok.len > PARSE_MSG_MAX ? PARSE_MSG_MAX : (int)js->tok.len;
+			defer_error(js, "invalid keyword '%.*s'", n, t);
+			return put(js, "null", 4);
 		}
-		if (buf_append(&js->msg, t, js->tok.len) < 0)
-			return -ENOMEM;
-		return buf_putc(&js->msg, ' ');
+		return put(js, t, js->tok.len);
 	default:
-		return buf_append(&js->msg, t, js->tok.len);
+		*tail = "";
+		return put(js, t, js->tok.len);
 	}
 }
 
@@ -401,11 +487,18 @@ static bool error_parses_token(enum json_tokener_error err)
 
 static int parse_message(struct jstream *js, struct jstream_event *ev)
 {
-	json_tokener_reset(js->tokener);
-	struct json_object *o = json_tokener_parse_ex(js->tokener, js->msg.data, (int)js->msg.len);
-	enum json_tokener_error err = json_tokener_get_error(js->tokener);
+	feed(js);
+	if (!js->parsed) { /* json-c wants more: as when the whole text ends early */
+		js->parsed = true;
+		js->parse_err = json_tokener_continue;
+		js->parse_at = js->fed;
+		js->parse_char = '\0';
+	}
+	enum json_tokener_error err = js->parse_err;
 
-	if (err == json_tokener_success) { /* o is NULL for JSON null */
+	if (err == json_tokener_success) { /* the value is NULL for JSON null */
+		struct json_object *o = js->value;
+		js->value = NULL;
 		if (js->has_defer) {
 			json_object_put(o);
 			return emit_error(js, ev, "%s", js->defer.data);
@@ -421,14 +514,12 @@ static int parse_message(struct jstream *js, struct jstream_event *ev)
 		message_reset(js);
 		return EVENT;
 	}
-	json_object_put(o);
 
-	size_t at = json_tokener_get_parse_end(js->tokener);
+	size_t at = js->parse_at;
 	if (js->has_defer &&
 	    (js->defer_at < at || (js->defer_at == at && error_parses_token(err))))
 		return emit_error(js, ev, "%s", js->defer.data);
-	char c = at < js->msg.len ? js->msg.data[at] : '\0';
-	return emit_error(js, ev, "JSON parse error, %s", map_jsonc_error(err, c));
+	return emit_error(js, ev, "JSON parse error, %s", map_jsonc_error(err, js->parse_char));
 }
 
 /* A complete token sits in js->tok: count it the way QEMU 7.2's streamer
@@ -461,9 +552,12 @@ static int message_token(struct jstream *js, enum tok_type type, struct jstream_
 	}
 	js->size += len;
 	js->tokens++;
-	int w = rewrite_token(js, type);
+	const char *tail = "";
+	int w = rewrite_token(js, type, &tail);
 	buf_clear(&js->tok, IDLE_KEEP);
 	js->state = L_START;
+	if (w >= 0)
+		w = put(js, tail, strlen(tail));
 	if (w < 0)
 		return emit_error(js, ev, "JSON token size limit exceeded"); /* out of memory */
 	if ((js->brace > 0 || js->bracket > 0) && js->brace >= 0 && js->bracket >= 0)
@@ -475,8 +569,13 @@ static int message_token(struct jstream *js, enum tok_type type, struct jstream_
 
 static int lex_error(struct jstream *js, struct jstream_event *ev)
 {
-	/* %s on purpose: like QEMU, the text stops at an embedded NUL. */
-	int r = emit_error(js, ev, "JSON parse error, stray '%s'", js->tok.data ? js->tok.data : "");
+	/* Like QEMU, the text stops at an embedded NUL.  Unlike qemu-ga, which
+	 * quotes all of it (a 63 MB token of 0x80 came back as 380 MB of
+	 * \uFFFD), at most JSTREAM_QUOTE_MAX bytes are quoted. */
+	const char *t = js->tok.data ? js->tok.data : "";
+	size_t len = strlen(t), n = utf8_prefix((const uint8_t *)t, len, JSTREAM_QUOTE_MAX);
+	int r = emit_error(js, ev, "JSON parse error, stray '%.*s%s'", (int)n, t,
+			   n < len ? "..." : "");
 	buf_clear(&js->tok, IDLE_KEEP);
 	js->state = L_RECOVERY;
 	return r;

@@ -25,10 +25,18 @@ struct jstream_limits {
 	size_t max_size;   /* bytes of token text per message */
 	size_t max_tokens; /* tokens per message */
 	unsigned max_depth; /* open braces + brackets */
+	size_t feed_at;    /* json-c gets the text in pieces of this many bytes (0: 16 KiB);
+			      tests and fuzzing use tiny ones to try every split */
 };
 
 /* qemu-ga's limits (QEMU json-streamer.c): 64 MiB, 2 Mi tokens, depth 1024. */
 #define JSTREAM_QEMU_LIMITS {64u << 20, 2u << 20, 1024}
+
+/* Error texts quote at most this many bytes of client input, cut on a
+ * character boundary and followed by "..." (qemu-ga quotes it all; see
+ * docs/compat.md "Error texts quote at most 256 bytes of input").  Also used
+ * by rpc for command and member names. */
+#define JSTREAM_QUOTE_MAX 256
 
 struct jstream_event {
 	const char *error;         /* qemu-ga's error desc, valid until the next call; or NULL: */

@@ -34,6 +34,7 @@ static bool to_syslog;
 static bool held;
 static struct held *ring;
 static unsigned ring_head, ring_count, ring_dropped;
+static char *deferred_path; /* log_defer_file(): opened by log_release() */
 
 static const char *const level_names[] = {"error", "warning", "info", "debug"};
 
@@ -52,6 +53,19 @@ void log_close(void)
 	if (log_fd >= 0)
 		(void)close(log_fd);
 	log_fd = -1;
+	free(deferred_path);
+	deferred_path = NULL;
+}
+
+int log_defer_file(const char *path)
+{
+	char *p = strdup(path);
+	if (!p)
+		return -ENOMEM;
+	log_close();
+	to_syslog = false;
+	deferred_path = p;
+	return 0;
 }
 
 int log_open_file(const char *path, struct err *e)
@@ -127,6 +141,42 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	ring_count++;
 }
 
+/* How many bytes of s (at most max) to put in one piece: not ending inside
+ * a UTF-8 sequence, unless that would leave nothing. */
+static size_t piece_len(const unsigned char *s, size_t n, size_t max)
+{
+	if (n <= max)
+		return n;
+	size_t k = max;
+	while (k > max - 3 && (s[k] & 0xC0) == 0x80)
+		k--;
+	return (s[k] & 0xC0) == 0x80 ? max : k;
+}
+
+void log_text(enum log_level level, const char *prefix, const char *text, size_t len)
+{
+	if (!log_is_enabled(level))
+		return;
+	const unsigned char *p = (const unsigned char *)text, *end = p + len;
+	while (p < end) {
+		const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t line = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		bool first = true;
+		do {
+			size_t n = piece_len(p, line, LOG_PIECE_MAX);
+			char piece[LOG_PIECE_MAX + 1];
+			for (size_t i = 0; i < n; i++)
+				piece[i] = p[i] < 0x20 && p[i] != '\t' ? '?' : p[i] == 0x7f ? '?' : (char)p[i];
+			piece[n] = '\0';
+			log_msg(level, "%s%s: %s", prefix, first ? "" : " (continued)", piece);
+			first = false;
+			p += n;
+			line -= n;
+		} while (line > 0);
+		p += nl ? 1 : 0;
+	}
+}
+
 void log_hold(void)
 {
 	held = true;
@@ -140,6 +190,17 @@ bool log_is_held(void)
 void log_release(void)
 {
 	held = false;
+	if (deferred_path) {
+		char *path = deferred_path;
+		deferred_path = NULL;
+		struct err e;
+		if (log_open_file(path, &e) < 0) {
+			char text[sizeof(e.msg) + 32];
+			snprintf(text, sizeof(text), "%s; logging to stderr", e.msg);
+			emit(LOG_LVL_ERROR, text);
+		}
+		free(path);
+	}
 	if (ring_dropped)
 		emit(LOG_LVL_WARN, "log messages were dropped while filesystems were frozen");
 	for (; ring_count; ring_count--) {

@@ -55,6 +55,20 @@ int32_t utf8_decode(const uint8_t *s, size_t n, size_t *used)
 	return cp;
 }
 
+size_t utf8_prefix(const uint8_t *s, size_t n, size_t max)
+{
+	if (n <= max)
+		return n;
+	size_t p = 0, used;
+	while (p < n) {
+		(void)utf8_decode(s + p, n - p, &used);
+		if (p + used > max)
+			break;
+		p += used;
+	}
+	return p;
+}
+
 size_t utf8_encode(char out[static 4], int32_t cp)
 {
 	if (cp < 0x80) {

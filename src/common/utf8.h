@@ -24,6 +24,11 @@ int32_t utf8_decode(const uint8_t *s, size_t n, size_t *used);
  * beyond U+10FFFF). */
 bool utf8_is_valid_cp(int32_t cp);
 
+/* The length of the longest prefix of s[0..n) that is at most max bytes
+ * long and does not cut a sequence utf8_decode() would take as one (valid
+ * or not): where quoted input is cut short, no character is split. */
+size_t utf8_prefix(const uint8_t *s, size_t n, size_t max);
+
 /* Encode a valid code point; returns the length (1..4).  U+0000 is encoded
  * as a single NUL byte. */
 size_t utf8_encode(char out[static 4], int32_t cp);

@@ -24,10 +24,21 @@ struct backup_disk {
 	struct source *src;
 };
 
+/* A source whose contents can stop being what they should (a VM's
+ * point-in-time view): check() is asked between chunks and, with `final`,
+ * once more just before the manifest is stored; <0 (with *e) stops the
+ * backup and no snapshot is written. */
+struct backup_guard {
+	int (*check)(void *ctx, bool final, struct err *e);
+	void *ctx;
+};
+
 /* Back up `n` open sources as one snapshot and write its manifest; the
- * caller holds the writers lock.  *doc: the --json document. */
+ * caller holds the writers lock.  guard may be NULL.  *doc: the --json
+ * document. */
 int backup_snapshot(struct cli *c, struct repo *r, const struct backup_disk *disks, size_t n, const char *name,
-		    const char *id, const char *when, json_object *meta, json_object **doc);
+		    const char *id, const char *when, json_object *meta, const struct backup_guard *guard,
+		    json_object **doc);
 void backup_print_summary(const json_object *doc);
 
 /* ---- running VMs (vm-backup.c) ---- */
@@ -56,7 +67,9 @@ enum {
 
 /* 1 if `opt` was a VM option, 0 if not, <0 on a bad value. */
 int vm_backup_option(struct cli *c, struct vm_backup_opts *o, int opt, const char *arg);
-/* The whole VM backup; returns 0 or -exit. */
+/* The whole VM backup; returns 0 or -exit.  id and when (--time) may be
+ * NULL: the snapshot is then named after the moment its transaction fixed
+ * the point in time. */
 int vm_backup_run(struct cli *c, struct vm_backup_opts *o, const char *name, const char *id, const char *when,
 		  json_object *meta);
 

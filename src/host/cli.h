@@ -21,7 +21,8 @@ struct cli {
 	struct err err;
 };
 
-/* Set by SIGINT/SIGTERM; long loops check it and stop cleanly. */
+/* Set by SIGINT, SIGTERM, SIGHUP and SIGQUIT; long loops check it and stop
+ * cleanly, and a run it stopped exits 130 (QX_INTR), never 0. */
 extern volatile sig_atomic_t cli_interrupted;
 
 /* getopt_long codes of the shared options */
@@ -54,6 +55,7 @@ int cmd_restore_main(int argc, char **argv, struct cli *c);
 int cmd_verify_main(int argc, char **argv, struct cli *c);
 int cmd_prune_main(int argc, char **argv, struct cli *c);
 int cmd_gc_main(int argc, char **argv, struct cli *c);
+int cmd_upgrade_main(int argc, char **argv, struct cli *c);
 int cmd_thaw_main(int argc, char **argv, struct cli *c);
 
 #endif

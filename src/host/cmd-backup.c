@@ -9,8 +9,9 @@
  * does not have.  The pool bounds memory to (2 x threads + threads) chunks
  * whatever the disk size.  The manifest is written last, after every chunk
  * directory is fsynced, so a snapshot is visible only when complete; the
- * writers lock is held shared throughout, so gc never empties its trash
- * under a running backup (docs/repository.md, Prune and garbage collection).
+ * caller holds a writer session throughout, so gc never deletes a chunk
+ * this backup found present and did not write (repo.h, Sessions; docs/
+ * repository.md, Prune and garbage collection).
  */
 #include "backup.h"
 #include "chunk.h"
@@ -33,7 +34,7 @@
 
 struct bjob {
 	struct manifest_disk *disk;
-	size_t idx;
+	uint64_t idx;
 	size_t len;
 	uint8_t *buf;
 };
@@ -52,9 +53,11 @@ struct pipeline {
 	struct staged_chunk *cq;
 	size_t cqcap, cqhead, cqn;
 	bool workers_done;
+	bool held; /* the committer's test hold, once */
 	pthread_cond_t staged, committed;
 	struct repo *repo;
 	struct progress *prog;
+	const struct backup_guard *guard;
 	_Atomic uint64_t chunks_new, chunks_reused, chunks_zero, bytes_stored, bytes_read, bytes_zero;
 };
 
@@ -108,6 +111,10 @@ static void *committer(void *arg)
 		pthread_cond_signal(&p->committed);
 		pthread_mutex_unlock(&p->mu);
 		struct err e = {0};
+		if (!p->held) {
+			p->held = true;
+			fault_hold("backup-staged", &cli_interrupted); /* a staged chunk waits in tmp/ */
+		}
 		if (failed)
 			repo_chunk_discard(p->repo, &s); /* drain: no rename after a failure */
 		else if (repo_chunk_commit(p->repo, &s, &e) < 0)
@@ -136,8 +143,8 @@ static int process(struct pipeline *p, struct chunk_codec *codec, uint8_t *enc, 
 	struct digest d;
 	if (digest_sha256(j->buf, j->len, &d) < 0)
 		return xerr(e, QX_FAIL, "SHA-256 failed");
-	j->disk->chunks[j->idx] = d;
-	j->disk->stored[j->idx] = 1;
+	if (chunkmap_set(&j->disk->map, j->idx, &d) < 0)
+		return xerr(e, QX_FAIL, "out of memory");
 	if (repo_chunk_exists(p->repo, &d)) {
 		atomic_fetch_add(&p->chunks_reused, 1);
 		return 0;
@@ -197,32 +204,40 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-/* This thread: walk the disks, feed the workers. */
+/* This thread: walk the disks, feed the workers.  A hole the source's
+ * allocation map reports is skipped in one step however many chunks it
+ * spans (16 Mi chunks of an empty 1 TiB disk are one lseek). */
 static void feed(struct pipeline *p, struct source **src, struct manifest *m)
 {
 	uint32_t cs = m->chunk_size;
 	for (size_t di = 0; di < m->ndisks; di++) {
 		struct manifest_disk *d = &m->disks[di];
-		for (size_t i = 0; i < d->nchunks; i++) {
+		for (uint64_t i = 0; i < d->nchunks;) {
 			struct err e = {0};
 			if (cli_interrupted) {
 				xerr(&e, QX_INTR, "interrupted; no snapshot was written");
 				pipeline_fail(p, &e);
 			}
-			uint64_t off = (uint64_t)i * cs;
+			if (p->guard && p->guard->check(p->guard->ctx, false, &e) < 0)
+				pipeline_fail(p, &e);
+			uint64_t off = i * cs;
 			size_t len = (size_t)(d->size - off < cs ? d->size - off : cs);
-			bool zero = false;
-			if (src[di]->ops->known_zero(src[di], off, len, &zero, &e) < 0)
+			uint64_t zend = off;
+			if (src[di]->ops->zero_until(src[di], off, &zend, &e) < 0)
 				pipeline_fail(p, &e);
 			pthread_mutex_lock(&p->mu);
 			bool failed = p->failed;
 			pthread_mutex_unlock(&p->mu);
 			if (failed)
 				return;
-			if (zero) {
-				atomic_fetch_add(&p->chunks_zero, 1);
-				atomic_fetch_add(&p->bytes_zero, len);
-				progress_add(p->prog, len);
+			if (zend >= off + len) {
+				/* chunks i .. k-1 lie wholly in the hole */
+				uint64_t k = zend >= d->size ? d->nchunks : zend / cs;
+				uint64_t bytes = (k == d->nchunks ? d->size : k * cs) - off;
+				atomic_fetch_add(&p->chunks_zero, k - i);
+				atomic_fetch_add(&p->bytes_zero, bytes);
+				progress_add(p->prog, bytes);
+				i = k;
 				continue;
 			}
 			pthread_mutex_lock(&p->mu);
@@ -247,16 +262,17 @@ static void feed(struct pipeline *p, struct source **src, struct manifest *m)
 			pthread_cond_signal(&p->work);
 			pthread_mutex_unlock(&p->mu);
 			progress_draw(p->prog);
+			i++;
 		}
 	}
 }
 
 static int run_pipeline(struct cli *c, struct repo *r, struct source **src, struct manifest *m,
-			struct progress *prog, json_object *stats)
+			struct progress *prog, const struct backup_guard *guard, json_object *stats)
 {
 	int nthreads = c->threads;
 	size_t nbuf = (size_t)nthreads * 3;
-	struct pipeline p = {.repo = r, .prog = prog, .qcap = nbuf, .cqcap = 4 * nbuf};
+	struct pipeline p = {.repo = r, .prog = prog, .guard = guard, .qcap = nbuf, .cqcap = 4 * nbuf};
 	pthread_mutex_init(&p.mu, NULL);
 	pthread_cond_init(&p.work, NULL);
 	pthread_cond_init(&p.freed, NULL);
@@ -333,7 +349,8 @@ out:
 }
 
 int backup_snapshot(struct cli *c, struct repo *r, const struct backup_disk *disks, size_t n, const char *name,
-		    const char *id, const char *when, json_object *meta, json_object **doc)
+		    const char *id, const char *when, json_object *meta, const struct backup_guard *guard,
+		    json_object **doc)
 {
 	struct manifest m = {0};
 	struct progress prog;
@@ -360,13 +377,35 @@ int backup_snapshot(struct cli *c, struct repo *r, const struct backup_disk *dis
 		src[i] = disks[i].src;
 		total += disks[i].src->size;
 		m.ndisks = i + 1;
-		if (manifest_disk_init(&m.disks[i], disks[i].name, disks[i].label, disks[i].src->size, r->chunk_size) < 0) {
+		int di = manifest_disk_init(&m.disks[i], disks[i].name, disks[i].label, disks[i].src->size, r->chunk_size);
+		if (di == -E2BIG) {
+			/* refused before reading: a manifest must stay readable */
+			rc = xerr(&c->err, QX_FAIL, "%s: %llu bytes need more than %llu chunks of %u KiB, the most a "
+				  "snapshot's disk may have; use a repository with a larger --chunk-size",
+				  disks[i].label, (unsigned long long)disks[i].src->size, MANIFEST_MAX_CHUNKS,
+				  r->chunk_size >> 10);
+			goto out;
+		}
+		if (di < 0) {
 			rc = xerr(&c->err, QX_FAIL, "out of memory");
 			goto out;
 		}
 	}
+	if (r->version == 1) {
+		/* a version-1 manifest spells out every chunk, zero ones as null:
+		 * refuse now what could never be written, not after the read */
+		uint64_t least = 0;
+		for (size_t i = 0; i < n; i++)
+			least += m.disks[i].nchunks * 5;
+		if (least > MANIFEST_V1_MAX_BYTES) {
+			rc = xerr(&c->err, QX_FAIL, "%s is a version-1 repository, whose manifests hold at most 1024 MiB: "
+				  "this snapshot's would take at least %llu MiB (quiesce upgrade makes it version 2)",
+				  r->path, (unsigned long long)(least >> 20));
+			goto out;
+		}
+	}
 	progress_start(&prog, "backup", total, !c->json);
-	rc = run_pipeline(c, r, src, &m, &prog, stats);
+	rc = run_pipeline(c, r, src, &m, &prog, guard, stats);
 	progress_end(&prog);
 	if (rc < 0)
 		goto out;
@@ -375,10 +414,13 @@ int backup_snapshot(struct cli *c, struct repo *r, const struct backup_disk *dis
 	json_object_object_add(stats, "seconds", json_object_new_double(progress_now() - t0));
 	m.stats = json_object_get(stats);
 	m.metadata = meta ? json_object_get(meta) : json_object_new_object();
+	fault_hold("backup-stored", &cli_interrupted);
 	if (cli_interrupted) {
 		rc = xerr(&c->err, QX_INTR, "interrupted; no snapshot was written");
 		goto out;
 	}
+	if (guard && (rc = guard->check(guard->ctx, true, &c->err)) < 0)
+		goto out;
 	if ((rc = repo_manifest_store(r, &m, &c->err)) < 0)
 		goto out;
 
@@ -388,9 +430,7 @@ int backup_snapshot(struct cli *c, struct repo *r, const struct backup_disk *dis
 	json_object_object_add(o, "time", json_object_new_string(m.time));
 	for (size_t i = 0; i < m.ndisks; i++) {
 		json_object *d = json_object_new_object();
-		size_t zero = 0;
-		for (size_t k = 0; k < m.disks[i].nchunks; k++)
-			zero += !m.disks[i].stored[k];
+		uint64_t zero = m.disks[i].nchunks - m.disks[i].map.stored;
 		json_object_object_add(d, "name", json_object_new_string(m.disks[i].name));
 		json_object_object_add(d, "source", json_object_new_string(m.disks[i].source));
 		json_object_object_add(d, "size", json_object_new_int64((int64_t)m.disks[i].size));
@@ -437,7 +477,8 @@ static const char *usage =
 	"usage: quiesce backup --repo DIR --image SOURCE [--image SOURCE ...] [--name NAME]\n"
 	"                      [--meta KEY=VALUE ...] [--time YYYY-MM-DDTHH:MM:SSZ] [--json] [--threads N]\n"
 	"       quiesce backup --repo DIR --qmp QMP_SOCKET [--qga AGENT_SOCKET] --name VM [--mountpoint M ...]\n"
-	"                      [--consistency require-app|prefer-app|crash] [--json]   (a running QEMU VM)";
+	"                      [--consistency require-app|prefer-app|crash] [--scratch-dir DIR]\n"
+	"                      [--freeze-timeout S] [--agent-timeout S] [--json]   (a running QEMU VM)";
 
 int cmd_backup_main(int argc, char **argv, struct cli *c)
 {
@@ -506,7 +547,9 @@ int cmd_backup_main(int argc, char **argv, struct cli *c)
 			rc = cli_usage(c, "--image and --qmp do not mix: a VM's disks are found through QMP");
 			goto out_meta;
 		}
-		rc = vm_backup_run(c, &vm, name, id, when, meta);
+		/* a VM snapshot is named after its point in time, which the VM
+		 * backup knows only once its transaction is done */
+		rc = vm_backup_run(c, &vm, name, when_arg ? id : NULL, when_arg ? when : NULL, meta);
 		goto out_meta;
 	}
 	if (vm.qga || vm.nmountpoints || vm.consistency_set) {
@@ -531,7 +574,7 @@ int cmd_backup_main(int argc, char **argv, struct cli *c)
 	}
 	if ((rc = repo_lock_writers_shared(r, &c->err)) < 0)
 		goto out;
-	if ((rc = backup_snapshot(c, r, disks, nimages, name, id, when, meta, &doc)) < 0)
+	if ((rc = backup_snapshot(c, r, disks, nimages, name, id, when, meta, NULL, &doc)) < 0)
 		goto out;
 	if (c->json)
 		cli_print_json(json_object_get(doc));

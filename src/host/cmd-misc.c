@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-/* cmd-misc: `quiesce init` and `quiesce snapshots`, the two small ones. */
+/* cmd-misc: `quiesce init`, `quiesce snapshots` and `quiesce upgrade`, the
+ * small ones. */
 #include "cli.h"
 #include "repo.h"
 #include "xerr.h"
@@ -29,12 +30,24 @@ static int parse_size(const char *s, uint32_t *out)
 
 int cmd_init_main(int argc, char **argv, struct cli *c)
 {
-	static const struct option opts[] = {
-		CLI_COMMON_OPTIONS, {"chunk-size", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'}, {0}};
-	const char *usage = "usage: quiesce init --repo DIR [--chunk-size BYTES|NK|NM] [--json]";
+	static const struct option opts[] = {CLI_COMMON_OPTIONS,
+					      {"chunk-size", required_argument, NULL, 's'},
+					      {"format-version", required_argument, NULL, 'V'},
+					      {"help", no_argument, NULL, 'h'},
+					      {0}};
+	const char *usage =
+		"usage: quiesce init --repo DIR [--chunk-size BYTES|NK|NM] [--format-version 1|2] [--json]";
 	uint32_t cs = REPO_DEFAULT_CHUNK_SIZE;
+	int version = REPO_VERSION;
 	int opt, rc;
 	while ((opt = cli_next_option(c, argc, argv, opts, NULL, usage)) >= 0) {
+		if (opt == 'V') {
+			/* 1: for older quiesce to share; its manifests do not scale */
+			if (strcmp(optarg, "1") && strcmp(optarg, "2"))
+				return -cli_usage(c, "--format-version is 1 or 2, not '%s'", optarg);
+			version = optarg[0] - '0';
+			continue;
+		}
 		if (opt != 's' || parse_size(optarg, &cs) < 0)
 			return -cli_usage(c, opt == 's' ? "bad --chunk-size '%s'" : "%s", opt == 's' ? optarg : usage);
 	}
@@ -45,13 +58,13 @@ int cmd_init_main(int argc, char **argv, struct cli *c)
 	if (!c->repo)
 		return -cli_usage(c, "no repository: give --repo DIR or set QUIESCE_REPO");
 	struct repo *r;
-	if ((rc = repo_init(c->repo, cs, &r, &c->err)) < 0)
+	if ((rc = repo_init(c->repo, cs, version, &r, &c->err)) < 0)
 		return -rc;
 	if (c->json) {
 		json_object *o = json_object_new_object();
 		json_object_object_add(o, "repo", json_object_new_string(c->repo));
 		json_object_object_add(o, "id", json_object_new_string(r->id));
-		json_object_object_add(o, "version", json_object_new_int(REPO_VERSION));
+		json_object_object_add(o, "version", json_object_new_int(r->version));
 		json_object_object_add(o, "chunk_size", json_object_new_int64(r->chunk_size));
 		cli_print_json(o);
 	} else {
@@ -92,7 +105,7 @@ int cmd_snapshots_main(int argc, char **argv, struct cli *c)
 	for (size_t i = 0; i < n; i++) {
 		struct manifest m;
 		struct err le = {0};
-		if (repo_manifest_load(r, ids[i], &m, &le) < 0) {
+		if (repo_manifest_load_summary(r, ids[i], &m, &le) < 0) {
 			fprintf(stderr, "quiesce snapshots: %s\n", le.msg); /* one line each; the rest are listed */
 			bad++;
 			continue;
@@ -134,4 +147,37 @@ int cmd_snapshots_main(int argc, char **argv, struct cli *c)
 		return QX_DAMAGED;
 	}
 	return 0;
+}
+
+/* `quiesce upgrade`: a version-1 repository to version 2 (docs/repository.md,
+ * Versions).  Nothing but the config's version changes: version-1
+ * manifests stay as they are and are read as before. */
+int cmd_upgrade_main(int argc, char **argv, struct cli *c)
+{
+	static const struct option opts[] = {CLI_COMMON_OPTIONS, {"help", no_argument, NULL, 'h'}, {0}};
+	const char *usage = "usage: quiesce upgrade --repo DIR [--json]";
+	int opt, rc;
+	if ((opt = cli_next_option(c, argc, argv, opts, NULL, usage)) != CLI_OPTS_END)
+		return opt == CLI_OPTS_STOP ? c->stop : -cli_usage(c, "%s", usage);
+	if (optind < argc)
+		return -cli_usage(c, "%s", usage);
+	struct repo *r;
+	if ((rc = cli_open_repo(c, &r)) < 0)
+		return -rc;
+	int was = r->version;
+	if ((rc = repo_upgrade(r, &c->err)) == 0) {
+		if (c->json) {
+			json_object *o = json_object_new_object();
+			json_object_object_add(o, "repo", json_object_new_string(c->repo));
+			json_object_object_add(o, "from", json_object_new_int(was));
+			json_object_object_add(o, "version", json_object_new_int(r->version));
+			cli_print_json(o);
+		} else if (was == r->version) {
+			printf("%s is already format version %d\n", c->repo, r->version);
+		} else {
+			printf("upgraded %s from format version %d to %d\n", c->repo, was, r->version);
+		}
+	}
+	repo_close(r);
+	return rc < 0 ? -rc : 0;
 }

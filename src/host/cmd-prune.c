@@ -38,9 +38,13 @@ static int cmp_group_newest(const void *a, const void *b)
 
 static void print_gc(const struct gc_stats *st)
 {
-	printf("gc: %zu chunks referenced, %zu deleted (%.1f MiB), %zu set aside%s, %zu restored, %zu temporary files removed\n",
-	       st->referenced, st->deleted, (double)st->bytes_deleted / 1048576, st->trashed,
-	       st->trash_emptied ? "" : " (trash kept: a backup is running)", st->restored, st->tmp_deleted);
+	printf("gc: %zu chunks referenced, %zu deleted (%.1f MiB), %zu set aside, %zu restored, %zu temporary files removed",
+	       st->referenced, st->deleted, (double)st->bytes_deleted / 1048576, st->trashed, st->restored,
+	       st->tmp_deleted);
+	if (st->kept)
+		printf("; %zu kept in trash while %zu running backup%s or restore%s may need them", st->kept,
+		       st->sessions, st->sessions == 1 ? "" : "s", st->sessions == 1 ? "" : "s");
+	printf("\n");
 }
 
 static const char *prune_usage =
@@ -114,7 +118,7 @@ int cmd_prune_main(int argc, char **argv, struct cli *c)
 		struct err le = {0};
 		s[i].id = ids[i];
 		s[i].keep = true;
-		if (repo_manifest_load(r, ids[i], &m, &le) < 0) {
+		if (repo_manifest_load_summary(r, ids[i], &m, &le) < 0) {
 			s[i].name = strdup("");
 			fprintf(stderr, "quiesce: warning: %s; keeping it\n", le.msg);
 			continue;

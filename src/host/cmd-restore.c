@@ -5,13 +5,16 @@
  *
  * Worker threads (one per core) take chunk indexes from a shared counter,
  * read and decode each chunk, check it against its digest, and write it at
- * its offset; zero chunks are holes.  Restore speed is what users wait on
+ * its offset; zero chunks are holes (runs of them, one piece of work).  Restore speed is what users wait on
  * when something is down, so it is as parallel as backup (PBS and restic
  * both had to retrofit this; docs/backup-anchors.md, pain point 6).  Any
  * damaged or missing chunk fails the restore and removes the partial file.
+ * A reader session (repo.h) keeps gc from deleting the chunks it reads,
+ * even those of a snapshot pruned while it runs.
  */
 #include "chunk.h"
 #include "cli.h"
+#include "fault.h"
 #include "progress.h"
 #include "repo.h"
 #include "target.h"
@@ -30,10 +33,10 @@ struct restore {
 	uint32_t cs;
 	struct target *t;
 	struct progress *prog;
-	atomic_size_t next;
+	pthread_mutex_t mu;
+	_Atomic uint64_t next; /* the first chunk no worker has taken; advanced under mu */
 	atomic_bool failed;
 	atomic_size_t chunks, zero;
-	pthread_mutex_t mu;
 	struct err err;
 };
 
@@ -52,6 +55,27 @@ static void restore_fail(struct restore *r, const struct err *e)
 	pthread_mutex_unlock(&r->mu);
 }
 
+/* The next piece of work: one stored chunk (*stored, its digest in *d), or
+ * a run of zero chunks — at most 256 MiB, so that workers share a long run
+ * that a block device must zero.  Found in the chunk map page by page, so a
+ * mostly empty 1 TiB disk is a handful of pieces, not 16 Mi. */
+static bool take(struct restore *r, uint64_t *i, uint64_t *n, bool *stored, struct digest *d)
+{
+	uint64_t cap = (256u << 20) / r->cs;
+	pthread_mutex_lock(&r->mu);
+	uint64_t at = atomic_load(&r->next), total = r->disk->nchunks;
+	bool more = at < total;
+	if (more) {
+		uint64_t s = chunkmap_next_stored(&r->disk->map, at, d);
+		*i = at;
+		*stored = s == at;
+		*n = *stored ? 1 : (s - at < cap ? s - at : cap);
+		atomic_store(&r->next, at + *n);
+	}
+	pthread_mutex_unlock(&r->mu);
+	return more;
+}
+
 static void *rworker_run(void *arg)
 {
 	struct rworker *w = arg;
@@ -64,36 +88,38 @@ static void *rworker_run(void *arg)
 		xerr(&e, QX_FAIL, "out of memory");
 		restore_fail(r, &e);
 	}
-	while (!atomic_load(&r->failed)) {
+	uint64_t i, n;
+	bool stored;
+	struct digest dg;
+	while (!atomic_load(&r->failed) && take(r, &i, &n, &stored, &dg)) {
 		if (cli_interrupted) {
 			xerr(&e, QX_INTR, "interrupted; the partial restore was removed");
 			restore_fail(r, &e);
 			break;
 		}
-		size_t i = atomic_fetch_add(&r->next, 1);
-		if (i >= r->disk->nchunks)
-			break;
-		uint64_t off = (uint64_t)i * r->cs;
-		size_t len = (size_t)(r->disk->size - off < r->cs ? r->disk->size - off : r->cs);
-		if (!r->disk->stored[i]) {
-			atomic_fetch_add(&r->zero, 1);
-			if (target_zero(r->t, w->idx, off, len, &e) < 0)
+		uint64_t off = i * r->cs, end = (i + n) * r->cs;
+		if (end > r->disk->size)
+			end = r->disk->size;
+		size_t len = (size_t)(end - off);
+		if (!stored) {
+			atomic_fetch_add(&r->zero, n);
+			if (target_zero(r->t, w->idx, off, end - off, &e) < 0)
 				restore_fail(r, &e);
-			progress_add(r->prog, len);
+			progress_add(r->prog, end - off);
 			continue;
 		}
 		char hex[DIGEST_HEX_LEN + 1];
 		struct err de = {0};
-		long n;
-		if (repo_chunk_get(r->repo, &r->disk->chunks[i], &file, &e) < 0) {
+		long got;
+		if (repo_chunk_get(r->repo, &dg, &file, &e) < 0) {
 			restore_fail(r, &e);
 			break;
 		}
-		n = chunk_decode(codec, file.data, file.len, raw, r->cs, &r->disk->chunks[i], &de);
-		if (n < 0 || (size_t)n != len) {
-			digest_to_hex(&r->disk->chunks[i], hex);
+		got = chunk_decode(codec, file.data, file.len, raw, r->cs, &dg, &de);
+		if (got < 0 || (size_t)got != len) {
+			digest_to_hex(&dg, hex);
 			xerr(&e, QX_DAMAGED, "chunk %s (at offset %llu) is damaged: %s", hex, (unsigned long long)off,
-			     n < 0 ? de.msg : "wrong length for its place");
+			     got < 0 ? de.msg : "wrong length for its place");
 			restore_fail(r, &e);
 			break;
 		}
@@ -111,8 +137,8 @@ static void *rworker_run(void *arg)
 }
 
 static const char *usage =
-	"usage: quiesce restore --repo DIR SNAPSHOT --to PATH [--disk N] [--format raw|qcow2] [--force]\n"
-	"                       [--json] [--threads N]";
+	"usage: quiesce restore --repo DIR SNAPSHOT --to PATH [--name NAME] [--disk N] [--format raw|qcow2]\n"
+	"                       [--force] [--json] [--threads N]   (SNAPSHOT: an id, a prefix, or latest)";
 
 int cmd_restore_main(int argc, char **argv, struct cli *c)
 {
@@ -122,10 +148,11 @@ int cmd_restore_main(int argc, char **argv, struct cli *c)
 		{"disk", required_argument, NULL, 'd'},
 		{"format", required_argument, NULL, 'f'},
 		{"force", no_argument, NULL, 'F'},
+		{"name", required_argument, NULL, 'n'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
-	const char *to = NULL;
+	const char *to = NULL, *name = NULL;
 	long disk = 0;
 	bool force = false;
 	enum target_format fmt = TARGET_RAW;
@@ -152,6 +179,9 @@ int cmd_restore_main(int argc, char **argv, struct cli *c)
 		case 'F':
 			force = true;
 			break;
+		case 'n':
+			name = optarg;
+			break;
 		default:
 			return -cli_usage(c, "%s", usage);
 		}
@@ -170,7 +200,10 @@ int cmd_restore_main(int argc, char **argv, struct cli *c)
 	pthread_mutex_init(&rs.mu, NULL);
 	pthread_t *th = NULL;
 	struct rworker *ws = NULL;
-	if ((rc = cli_open_repo(c, &r)) < 0 || (rc = repo_resolve(r, argv[optind], NULL, &id, &c->err)) < 0 ||
+	/* the session first: from here on gc deletes nothing this restore may
+	 * read, even if prune removes the snapshot meanwhile */
+	if ((rc = cli_open_repo(c, &r)) < 0 || (rc = repo_session_begin(r, REPO_READER, &c->err)) < 0 ||
+	    (rc = repo_resolve(r, argv[optind], name, &id, &c->err)) < 0 ||
 	    (rc = repo_manifest_load(r, id, &m, &c->err)) < 0)
 		goto out;
 	if ((size_t)disk >= m.ndisks) {
@@ -193,6 +226,7 @@ int cmd_restore_main(int argc, char **argv, struct cli *c)
 		rc = xerr(&c->err, QX_FAIL, "out of memory");
 		goto out;
 	}
+	fault_hold("restore-started", &cli_interrupted);
 	progress_start(&prog, "restore", d->size, !c->json);
 	int started = 0;
 	for (; started < nw; started++) {

@@ -12,6 +12,32 @@ int digest_sha256(const void *data, size_t len, struct digest *out)
 	return 0;
 }
 
+struct digest_ctx *digest_ctx_new(void)
+{
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	if (c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1) {
+		EVP_MD_CTX_free(c);
+		c = NULL;
+	}
+	return (struct digest_ctx *)c;
+}
+
+void digest_ctx_update(struct digest_ctx *c, const void *data, size_t len)
+{
+	EVP_DigestUpdate((EVP_MD_CTX *)c, data, len); /* SHA-256 updates do not fail */
+}
+
+int digest_ctx_final(struct digest_ctx *c, struct digest *out)
+{
+	unsigned int n = 0;
+	return EVP_DigestFinal_ex((EVP_MD_CTX *)c, out->b, &n) == 1 && n == DIGEST_LEN ? 0 : -1;
+}
+
+void digest_ctx_free(struct digest_ctx *c)
+{
+	EVP_MD_CTX_free((EVP_MD_CTX *)c);
+}
+
 void digest_to_hex(const struct digest *d, char out[DIGEST_HEX_LEN + 1])
 {
 	static const char hex[] = "0123456789abcdef";

@@ -21,6 +21,13 @@ struct digest {
 
 /* 0, or -1 if libcrypto fails (it does not, for SHA-256, short of ENOMEM). */
 int digest_sha256(const void *data, size_t len, struct digest *out);
+/* Streaming SHA-256, for what is hashed as it is read or written (manifest
+ * chunk lists).  new: NULL on ENOMEM; final: 0 or -1; free takes NULL. */
+struct digest_ctx;
+struct digest_ctx *digest_ctx_new(void);
+void digest_ctx_update(struct digest_ctx *c, const void *data, size_t len);
+int digest_ctx_final(struct digest_ctx *c, struct digest *out);
+void digest_ctx_free(struct digest_ctx *c);
 /* `out` gets 64 hex digits and a NUL. */
 void digest_to_hex(const struct digest *d, char out[DIGEST_HEX_LEN + 1]);
 /* Exactly 64 lower-case hex digits, nothing else. */

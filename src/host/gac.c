@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 struct gac {
 	struct jsock *s;
@@ -20,7 +21,8 @@ int gac_open(const char *path, int timeout_ms, struct gac **out, struct err *e)
 	struct gac *g = calloc(1, sizeof(*g));
 	if (!g)
 		return xerr(e, QX_FAIL, "out of memory");
-	int rc = jsock_connect(path, jsock_now_ms() + timeout_ms, &g->s, e);
+	/* the agent's answers nest a few levels; no need to let a guest nest deeper */
+	int rc = jsock_connect(path, 64, jsock_now_ms() + timeout_ms, &g->s, e);
 	if (rc == 0)
 		rc = gac_sync(g, timeout_ms, e);
 	if (rc < 0) {
@@ -153,15 +155,21 @@ bool gac_has_command(struct gac *g, const char *cmd, int timeout_ms)
 	return found;
 }
 
-int gac_thaw_confirmed(struct gac *g, int attempts, int timeout_ms, int *thawed, struct err *e)
+int gac_thaw_confirmed(struct gac *g, int budget_ms, int timeout_ms, int *thawed, struct err *e)
 {
 	*thawed = -1;
 	struct err last = {0};
-	for (int i = 0; i < attempts; i++) {
+	int64_t deadline = jsock_now_ms() + budget_ms, pause = 100;
+	bool unanswered = false; /* a thaw we sent may have thawed without telling us */
+	for (int attempt = 0;; attempt++) {
 		json_object *r = NULL;
 		struct err te = {0};
-		if (gac_execute(g, "guest-fsfreeze-thaw", NULL, timeout_ms, &r, &te) == 0 && *thawed < 0)
-			*thawed = json_object_get_int(r);
+		if (gac_execute(g, "guest-fsfreeze-thaw", NULL, timeout_ms, &r, &te) == 0) {
+			if (*thawed < 0 && !unanswered)
+				*thawed = json_object_get_int(r);
+		} else {
+			unanswered = true;
+		}
 		json_object_put(r);
 		r = NULL;
 		struct err se = {0};
@@ -175,6 +183,17 @@ int gac_thaw_confirmed(struct gac *g, int attempts, int timeout_ms, int *thawed,
 				xerr(&last, QX_FAIL, "guest agent still reports the guest frozen after a thaw");
 		} else {
 			last = se;
+		}
+		/* at least three tries, then as long as the budget lasts */
+		int64_t left = deadline - jsock_now_ms();
+		if (attempt >= 2 && left <= 0)
+			break;
+		/* an agent that answers "frozen" at once must not be asked in a
+		 * tight loop; one that timed out has already taken its time */
+		if (!te.code || !se.code) {
+			int64_t nap = pause < left ? pause : left > 0 ? left : 0;
+			nanosleep(&(struct timespec){nap / 1000, (nap % 1000) * 1000000}, NULL);
+			pause = pause < 1000 ? pause * 2 : 1000;
 		}
 	}
 	if (e && !e->code)

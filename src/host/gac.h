@@ -31,9 +31,11 @@ int gac_execute(struct gac *g, const char *cmd, json_object *args, int timeout_m
 /* Whether guest-info lists `cmd` as enabled (false on any error). */
 bool gac_has_command(struct gac *g, const char *cmd, int timeout_ms);
 
-/* Thaw and confirm with guest-fsfreeze-status, resyncing and retrying up
- * to `attempts` times.  *thawed: what the thaw reported (-1 if unknown).
- * 0 once the agent says "thawed". */
-int gac_thaw_confirmed(struct gac *g, int attempts, int timeout_ms, int *thawed, struct err *e);
+/* Thaw and confirm with guest-fsfreeze-status, resyncing and retrying for
+ * at least `budget_ms` (and at least three times).  Signals do not shorten
+ * it: a thaw is what a signal asks for.  *thawed: what the first thaw
+ * reported, -1 if it did not answer (a later one would count what the lost
+ * one left).  0 once the agent says "thawed". */
+int gac_thaw_confirmed(struct gac *g, int budget_ms, int timeout_ms, int *thawed, struct err *e);
 
 #endif

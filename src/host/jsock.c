@@ -51,14 +51,14 @@ static int wait_fd(struct jsock *s, short ev, int64_t deadline, struct err *e)
 	}
 }
 
-int jsock_connect(const char *path, int64_t deadline, struct jsock **out, struct err *e)
+int jsock_connect(const char *path, int max_depth, int64_t deadline, struct jsock **out, struct err *e)
 {
 	struct sockaddr_un a = {.sun_family = AF_UNIX};
 	if (strlen(path) >= sizeof(a.sun_path))
 		return xerr(e, QX_USAGE, "socket path too long: %s", path);
 	strcpy(a.sun_path, path);
 	struct jsock *s = calloc(1, sizeof(*s));
-	if (!s || !(s->path = strdup(path)) || !(s->tok = json_tokener_new())) {
+	if (!s || !(s->path = strdup(path)) || !(s->tok = json_tokener_new_ex(max_depth))) {
 		if (s)
 			free(s->path);
 		free(s);

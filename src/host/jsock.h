@@ -22,7 +22,10 @@ struct jsock;
 /* Milliseconds on CLOCK_MONOTONIC, for deadlines. */
 int64_t jsock_now_ms(void);
 
-int jsock_connect(const char *path, int64_t deadline, struct jsock **out, struct err *e);
+/* max_depth: how deeply the peer's objects may nest (json-c's default, 32,
+ * is less than QMP's answers for a VM with a long backing chain: every
+ * image in it nests one level deeper). */
+int jsock_connect(const char *path, int max_depth, int64_t deadline, struct jsock **out, struct err *e);
 void jsock_close(struct jsock *s);
 int jsock_send(struct jsock *s, const void *data, size_t len, int64_t deadline, struct err *e);
 int jsock_send_json(struct jsock *s, json_object *o, int64_t deadline, struct err *e);

@@ -111,6 +111,7 @@ static const struct {
 	{"verify", cmd_verify_main, "re-read and re-hash every chunk the snapshots use"},
 	{"prune", cmd_prune_main, "remove snapshots by retention rules, then collect garbage"},
 	{"gc", cmd_gc_main, "collect garbage: chunks no snapshot uses, leftovers of crashes"},
+	{"upgrade", cmd_upgrade_main, "make a version-1 repository version 2 (older quiesce then refuse it)"},
 	{"thaw", cmd_thaw_main, "thaw a guest that a dead backup run left frozen"},
 };
 
@@ -144,10 +145,16 @@ int main(int argc, char **argv)
 		c.repo = NULL;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	c.threads = ncpu < 1 ? 1 : ncpu > 64 ? 64 : (int)ncpu;
-	struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: waits return EINTR */
+	/* No SA_RESTART: waits return EINTR.  SIGHUP (the SSH session that ran
+	 * us dropped) and SIGQUIT must not kill us either: inside a VM backup's
+	 * frozen window that would leave the guest frozen.  All four stop the
+	 * run cleanly, thawing first, and exit 130. */
+	struct sigaction sa = {.sa_handler = on_signal};
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGQUIT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	fault_init();
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {

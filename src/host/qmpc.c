@@ -2,6 +2,7 @@
 /* qmpc: QMP client (see qmpc.h). */
 #include "qmpc.h"
 
+#include "fault.h"
 #include "jsock.h"
 #include "xerr.h"
 
@@ -11,6 +12,11 @@
 #include <string.h>
 
 #define MAX_QUEUED_EVENTS 1024
+/* query-block nests each backing image inside the one above it: depth is
+ * the chain's length plus a few.  Chains of hundreds of snapshots exist.
+ * json-c's parser keeps its stack on the heap, but freeing a value recurses
+ * once per level, so the bound stays well inside a thread's stack. */
+#define QMP_MAX_DEPTH 2048
 
 struct qmpc {
 	struct jsock *s;
@@ -33,9 +39,12 @@ int qmpc_connect(const char *path, int timeout_ms, struct qmpc **out, struct err
 	q->events = json_object_new_array();
 	int64_t deadline = jsock_now_ms() + timeout_ms;
 	json_object *greet = NULL;
-	int rc = jsock_connect(path, deadline, &q->s, e);
-	if (rc == 0)
-		rc = jsock_recv(q->s, deadline, &greet, e);
+	int rc = jsock_connect(path, QMP_MAX_DEPTH, deadline, &q->s, e);
+	if (rc == 0 && (rc = jsock_recv(q->s, deadline, &greet, e)) < 0 && strstr(e->msg, "no answer in time")) {
+		e->code = 0;
+		xerr(e, QX_SOURCE, "no QMP greeting from %s within %d ms (a QEMU monitor serves one client at a time: is another one connected?)",
+		     path, timeout_ms);
+	}
 	if (rc == 0 && !json_object_object_get_ex(greet, "QMP", NULL))
 		rc = xerr(e, QX_SOURCE, "%s is not a QMP socket (no greeting)", path);
 	json_object_put(greet);
@@ -74,6 +83,8 @@ int qmpc_execute(struct qmpc *q, const char *cmd, json_object *args, int timeout
 	json_object_object_add(req, "id", json_object_new_string(id));
 	int rc = jsock_send_json(q->s, req, deadline, e);
 	json_object_put(req);
+	if (rc == 0 && fault_lose_reply(cmd))
+		return xerr(e, QX_FAIL, "QMP %s: no answer within %d ms", cmd, timeout_ms);
 	while (rc == 0) {
 		json_object *o = NULL, *v;
 		if ((rc = jsock_recv(q->s, deadline, &o, e)) < 0)
@@ -143,5 +154,30 @@ int qmpc_wait_event(struct qmpc *q, const char *name, const char *key, const cha
 			keep_event(q, o);
 		else
 			json_object_put(o);
+	}
+}
+
+int qmpc_next_event(struct qmpc *q, int timeout_ms, json_object **ev, struct err *e)
+{
+	if (json_object_array_length(q->events)) {
+		*ev = json_object_get(json_object_array_get_idx(q->events, 0));
+		json_object_array_del_idx(q->events, 0, 1);
+		return 0;
+	}
+	int64_t deadline = jsock_now_ms() + timeout_ms;
+	for (;;) {
+		json_object *o = NULL;
+		struct err re = {0};
+		if (jsock_recv(q->s, deadline, &o, &re) < 0) {
+			if (strstr(re.msg, "no answer in time"))
+				return 1;
+			*e = re;
+			return -(re.code ? re.code : QX_FAIL);
+		}
+		if (json_object_object_get_ex(o, "event", NULL)) {
+			*ev = o;
+			return 0;
+		}
+		json_object_put(o); /* a stale reply to a command that timed out */
 	}
 }

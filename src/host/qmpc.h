@@ -22,5 +22,8 @@ int qmpc_execute(struct qmpc *q, const char *cmd, json_object *args, int timeout
 /* Wait for event `name` whose data.`key` equals `val` (key NULL: any). */
 int qmpc_wait_event(struct qmpc *q, const char *name, const char *key, const char *val, int timeout_ms,
 		    json_object **ev, struct err *e);
+/* The next event, queued or new: 0 and *ev (owned by the caller), 1 if
+ * none came within timeout_ms, <0 if the connection failed. */
+int qmpc_next_event(struct qmpc *q, int timeout_ms, json_object **ev, struct err *e);
 
 #endif

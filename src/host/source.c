@@ -57,18 +57,18 @@ static int file_pread(struct source *s, void *buf, size_t len, uint64_t off, str
 	return 0;
 }
 
-static int file_known_zero(struct source *s, uint64_t off, uint64_t len, bool *zero, struct err *e)
+static int file_zero_until(struct source *s, uint64_t off, uint64_t *end, struct err *e)
 {
 	(void)e;
 	struct file_src *f = s->priv;
-	*zero = false;
+	*end = off;
 	if (!f->holes)
 		return 0;
 	off_t d = lseek(f->fd, (off_t)off, SEEK_DATA);
 	if (d < 0 && errno == ENXIO) /* no data from here to the end */
-		*zero = true;
-	else if (d >= 0 && (uint64_t)d >= off + len)
-		*zero = true;
+		*end = s->size;
+	else if (d >= 0 && (uint64_t)d > off)
+		*end = (uint64_t)d < s->size ? (uint64_t)d : s->size;
 	return 0; /* any other answer: just read it */
 }
 
@@ -79,7 +79,7 @@ static void file_close(struct source *s)
 	free(f);
 }
 
-static const struct source_ops file_ops = {file_pread, file_known_zero, file_close};
+static const struct source_ops file_ops = {file_pread, file_zero_until, file_close};
 
 static int open_file(struct source *s, struct err *e)
 {
@@ -190,33 +190,39 @@ static int fetch_extents(struct source *s, uint64_t off, uint64_t count, struct 
 	return 0;
 }
 
-static int nbd_src_known_zero(struct source *s, uint64_t off, uint64_t len, bool *zero, struct err *e)
+/* Walk the cached extents from `off` while they read as zero, asking the
+ * server for more 1 GiB windows at a time (at most 64 GiB an answer, so a
+ * caller checking for interrupts is not kept waiting). */
+static int nbd_src_zero_until(struct source *s, uint64_t off, uint64_t *end, struct err *e)
 {
 	struct nbd_src *n = s->priv;
-	*zero = false;
-	if (!n->meta)
+	*end = off;
+	if (!n->meta || off >= s->size)
 		return 0;
-	if (off < n->cache_off || off + len > cache_end(n)) {
-		/* ask for a large window, so one round trip answers many chunks */
-		n->n = 0;
-		n->cache_off = off;
-		uint64_t rest = s->size - off;
-		if (fetch_extents(s, off, rest < (1ull << 30) ? rest : (1ull << 30), e) < 0)
-			return -QX_SOURCE;
-		if (off + len > cache_end(n) && n->n > 0 &&
-		    fetch_extents(s, cache_end(n), off + len - cache_end(n), e) < 0)
-			return -QX_SOURCE;
-		if (off + len > cache_end(n))
-			return 0; /* the server said less than asked: just read it */
+	uint64_t pos = off, limit = s->size - off < (64ull << 30) ? s->size : off + (64ull << 30);
+	while (pos < limit) {
+		if (pos < n->cache_off || pos >= cache_end(n)) {
+			n->n = 0;
+			n->cache_off = pos;
+			uint64_t rest = s->size - pos;
+			if (fetch_extents(s, pos, rest < (1ull << 30) ? rest : (1ull << 30), e) < 0)
+				return -QX_SOURCE;
+			if (cache_end(n) <= pos)
+				break; /* the server said nothing useful: just read */
+		}
+		uint64_t p = n->cache_off;
+		size_t i = 0;
+		while (i < n->n && p + n->len[i] <= pos)
+			p += n->len[i++];
+		for (; i < n->n; i++) {
+			if (!(n->flags[i] & LIBNBD_STATE_ZERO))
+				goto done;
+			p += n->len[i];
+			pos = p;
+		}
 	}
-	uint64_t pos = n->cache_off;
-	for (size_t i = 0; i < n->n && pos < off + len; i++) {
-		uint64_t next = pos + n->len[i];
-		if (next > off && !(n->flags[i] & LIBNBD_STATE_ZERO))
-			return 0;
-		pos = next;
-	}
-	*zero = pos >= off + len;
+done:
+	*end = pos < s->size ? pos : s->size;
 	return 0;
 }
 
@@ -230,7 +236,7 @@ static void nbd_src_close(struct source *s)
 	free(n);
 }
 
-static const struct source_ops nbd_ops = {nbd_src_pread, nbd_src_known_zero, nbd_src_close};
+static const struct source_ops nbd_ops = {nbd_src_pread, nbd_src_zero_until, nbd_src_close};
 
 static int open_nbd(struct source *s, struct err *e)
 {

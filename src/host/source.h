@@ -3,8 +3,8 @@
  * source: a disk to back up — a raw image file, a block device, or an NBD
  * export read with libnbd — behind one small ops table.
  *
- * Besides reading, a source answers "is this range known to read as zero?"
- * from its allocation map (SEEK_DATA for files, NBD base:allocation block
+ * Besides reading, a source answers "how far from here is it known to read
+ * as zeros?" from its allocation map (SEEK_DATA for files, NBD base:allocation block
  * status), so zero extents are never read, hashed or stored.  A source is
  * used by one thread at a time.
  */
@@ -21,8 +21,10 @@ struct source;
 
 struct source_ops {
 	int (*pread)(struct source *s, void *buf, size_t len, uint64_t off, struct err *e);
-	/* *zero = true only if the whole range is known to read as zeros */
-	int (*known_zero)(struct source *s, uint64_t off, uint64_t len, bool *zero, struct err *e);
+	/* *end: how far from `off` the source is known to read as zeros
+	 * (off if nothing is known, never past the size) — one answer skips a
+	 * whole hole, however many chunks it spans */
+	int (*zero_until)(struct source *s, uint64_t off, uint64_t *end, struct err *e);
 	void (*close)(struct source *s);
 };
 

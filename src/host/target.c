@@ -25,6 +25,7 @@ struct target {
 	enum target_format fmt;
 	char *path, *partial;
 	bool blockdev;
+	uint32_t sector; /* block device: its logical sector size, what BLKZEROOUT aligns to */
 	bool created; /* partial is ours to remove */
 	int fd;			/* raw */
 	pid_t nbd_pid;		/* qcow2: qemu-nbd */
@@ -100,12 +101,24 @@ static int open_qcow2(struct target *t, uint64_t size, int workers, struct err *
 	if (!t->h)
 		return xerr(e, QX_FAIL, "out of memory");
 	for (; t->nh < workers; t->nh++) {
-		struct nbd_handle *h = nbd_create();
-		if (!h || nbd_connect_uri(h, uri) < 0) {
+		/* the socket file exists before qemu-nbd listens on it: a refused
+		 * first connection is retried while qemu-nbd is alive, at most 10 s */
+		struct nbd_handle *h = NULL;
+		for (int tries = 0;; tries++) {
+			if (!(h = nbd_create()))
+				return xerr(e, QX_FAIL, "out of memory");
+			if (nbd_connect_uri(h, uri) == 0)
+				break;
+			bool refused = nbd_get_errno() == ECONNREFUSED || nbd_get_errno() == ENOENT;
 			rc = xerr(e, QX_FAIL, "cannot connect to qemu-nbd for %s: %s", t->partial, nbd_get_error());
-			if (h)
-				nbd_close(h);
-			return rc;
+			nbd_close(h);
+			if (waitpid(t->nbd_pid, NULL, WNOHANG) == t->nbd_pid) {
+				t->nbd_pid = 0; /* reaped: never signalled again */
+				return rc;
+			}
+			if (!refused || tries == 1000)
+				return rc;
+			nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
 		}
 		t->h[t->nh] = h;
 	}
@@ -132,8 +145,10 @@ int target_open(const char *path, enum target_format fmt, uint64_t size, bool fo
 		t->blockdev = true;
 		t->fd = open(path, O_WRONLY | O_CLOEXEC);
 		uint64_t bsize = 0;
-		if (t->fd < 0 || ioctl(t->fd, BLKGETSIZE64, &bsize) < 0)
+		int ssz = 0;
+		if (t->fd < 0 || ioctl(t->fd, BLKGETSIZE64, &bsize) < 0 || ioctl(t->fd, BLKSSZGET, &ssz) < 0)
 			return fail_open(t, xerr_sys(e, QX_SOURCE, errno, "cannot open %s", path));
+		t->sector = ssz >= 512 && !(ssz & (ssz - 1)) ? (uint32_t)ssz : 4096;
 		if (bsize < size)
 			return fail_open(t, xerr(e, QX_SOURCE, "%s holds %llu bytes; the disk needs %llu", path,
 						 (unsigned long long)bsize, (unsigned long long)size));
@@ -184,15 +199,39 @@ int target_pwrite(struct target *t, int worker, const void *buf, size_t len, uin
 	return 0;
 }
 
+/* Zeros written as data: the ends of a range BLKZEROOUT cannot take. */
+static int write_zeros(struct target *t, int worker, uint64_t off, uint64_t len, struct err *e)
+{
+	static const char zeros[4096];
+	while (len) {
+		size_t n = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
+		int rc = target_pwrite(t, worker, zeros, n, off, e);
+		if (rc < 0)
+			return rc;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
 int target_zero(struct target *t, int worker, uint64_t off, uint64_t len, struct err *e)
 {
-	(void)worker;
 	if (!t->blockdev)
 		return 0; /* fresh sparse file or fresh qcow2: reads as zero already */
-	uint64_t range[2] = {off, len};
-	if (ioctl(t->fd, BLKZEROOUT, range) < 0)
-		return xerr_sys(e, QX_FAIL, errno, "cannot zero %s", t->path);
-	return 0;
+	/* BLKZEROOUT takes only whole logical sectors (EINVAL otherwise): a disk
+	 * whose size is not a multiple of the device's sector size ends in a
+	 * partial one, so the unaligned head and tail are written as zeros */
+	uint64_t a = (off + t->sector - 1) / t->sector * t->sector, b = (off + len) / t->sector * t->sector;
+	if (b <= a)
+		return write_zeros(t, worker, off, len, e);
+	int rc = write_zeros(t, worker, off, a - off, e);
+	uint64_t range[2] = {a, b - a};
+	if (rc == 0 && ioctl(t->fd, BLKZEROOUT, range) < 0)
+		rc = xerr_sys(e, QX_FAIL, errno, "cannot zero %s at %llu (%llu bytes)", t->path, (unsigned long long)a,
+			      (unsigned long long)(b - a));
+	if (rc == 0)
+		rc = write_zeros(t, worker, b, off + len - b, e);
+	return rc;
 }
 
 static void stop_nbd(struct target *t)
@@ -233,6 +272,30 @@ static void target_free(struct target *t)
 	free(t);
 }
 
+/* The rename is durable only once the directory holding PATH is: without
+ * this a crash just after a restore "succeeded" could leave no PATH, or the
+ * old file it replaced. */
+static int sync_parent(struct target *t, struct err *e)
+{
+	char *dir = strdup(t->path);
+	if (!dir)
+		return xerr(e, QX_FAIL, "out of memory");
+	char *slash = strrchr(dir, '/');
+	if (!slash)
+		strcpy(dir, ".");
+	else if (slash == dir)
+		dir[1] = '\0';
+	else
+		*slash = '\0';
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+	if (fd < 0 || fsync(fd) < 0)
+		rc = xerr_sys(e, QX_FAIL, errno, "cannot sync %s after renaming %s into it", dir, t->path);
+	if (fd >= 0)
+		close(fd);
+	free(dir);
+	return rc;
+}
+
 int target_commit(struct target *t, struct err *e)
 {
 	int rc = 0;
@@ -246,6 +309,8 @@ int target_commit(struct target *t, struct err *e)
 	}
 	if (rc == 0 && !t->blockdev && rename(t->partial, t->path) < 0)
 		rc = xerr_sys(e, QX_FAIL, errno, "cannot rename %s to %s", t->partial, t->path);
+	if (rc == 0 && !t->blockdev)
+		rc = sync_parent(t, e);
 	if (rc < 0) {
 		target_abort(t);
 		return rc;

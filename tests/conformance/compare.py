@@ -226,7 +226,7 @@ def render_steps(steps):
     return "\n    ".join(out)
 
 
-def report(case_id, problems, steps=None, ref=None, ours=None, expected=None):
+def report(case_id, problems, steps=None, ref=None, ours=None, expected=None, ref_expected=None):
     parts = ["conformance case %r: %d problem(s)" % (case_id, len(problems))]
     parts += ["  - " + p for p in problems[:40]]
     if len(problems) > 40:
@@ -235,6 +235,10 @@ def report(case_id, problems, steps=None, ref=None, ours=None, expected=None):
         parts.append("client wrote:\n    " + render_steps(steps))
     if ref is not None:
         parts.append("qemu-ga sent:\n" + render_segments(ref.segments))
+    if ref_expected is not None:
+        if ref_expected and not isinstance(ref_expected[0], list):
+            ref_expected = [ref_expected]
+        parts.append("registry records for qemu-ga:\n" + render_segments(ref_expected))
     if expected is not None:
         if expected and not isinstance(expected[0], list):
             expected = [expected]

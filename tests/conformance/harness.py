@@ -151,7 +151,8 @@ def adapt(binary, spec, d):
     """
     args = [a.replace("{dir}", d) for a in spec.args]
     # hermetic: only the spec sets the variables the agents read
-    env = {k: v for k, v in os.environ.items() if k not in ("QGA_CONF", "QGA_OS_RELEASE", "LISTEN_FDS", "LISTEN_PID")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("QGA_CONF", "QGA_OS_RELEASE", "QUIESCE_MOUNTINFO", "LISTEN_FDS", "LISTEN_PID")}
     env.update({k: v.replace("{dir}", d) for k, v in spec.env.items()})
     config = spec.config.replace("{dir}", d) if spec.config is not None else None
     if not supports(binary, "--allow-rpcs"):

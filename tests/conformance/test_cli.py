@@ -194,11 +194,13 @@ def compare_cli(mode, ref, ours):
 def test_cli(case):
     ref = run_cli(REF_BIN, case)
     ours = run_cli(OUR_BIN, case)
-    known = None if SELF_TEST else known_differences.KNOWN.get(case.id)
-    if known is not None:
-        probs = ["registered difference (%s): %s" % (known.compat, p) for p in known.check(ref, ours)]
+    known = known_differences.KNOWN.get(case.id)
+    if known is not None and not SELF_TEST:
+        probs = known_differences.problems(known, ref, ours)
     else:
         probs = compare_cli(case.mode, ref, ours)
+        if known is not None:
+            probs += known_differences.reference_problems(known, ref)
     if probs:
         pytest.fail("conformance case %r: %d problem(s)\n%s\ncommand line: %s%s\nqemu-ga: %r\nours:    %r" % (
             case.id, len(probs), "\n".join("  - " + p for p in probs), " ".join(case.args),

@@ -6,10 +6,13 @@ hangs it for good.  So this module
     tier does) before it mounts anything, and checks that pid 1 cannot see its mounts;
   - mounts its own filesystems under a fresh /tmp/qcfz-XXXXXXXX: an ext4 (`{E}`), an
     xfs (`{X}`) and a bind mount of the ext4 (`{B}`);
-  - sends guest-fsfreeze-freeze-list only with an explicit, non-empty list whose
-    strings are those mount points (possibly with trailing slashes), directories inside
-    them, or ""; never guest-fsfreeze-freeze, never guest-fstrim (_guard() checks every
-    request before anything is sent);
+  - sends guest-fsfreeze-freeze-list only with an explicit list whose strings are those
+    mount points (possibly with trailing slashes), directories inside them, or ""; never
+    guest-fsfreeze-freeze, never guest-fstrim (guard() checks every request before
+    anything is sent).  The empty list is sent too: qemu-ga 7.2 freezes nothing there
+    (its loop matches each mount against the list), and quiesce-agent before issue 10
+    froze *everything* — so ours runs with QUIESCE_MOUNTINFO naming a copy of the test
+    mounts' mountinfo lines, and [] is refused unless the binary knows that variable;
   - runs quiesce-agent with an explicit hook or `--fsfreeze-hook=` (it would otherwise
     use /etc/qemu/fsfreeze-hook), and with `--freeze-timeout=10` as a last safety net;
   - thaws every test filesystem (FITHAW until it fails) after each agent's run, after
@@ -40,8 +43,8 @@ import pytest
 
 from cases import cmd, params, check_results
 from compare import Near
-from harness import (REF_BIN, OUR_BIN, RESYNC, AgentSpec, Agent, Marker, Result, is_sync_reply, stop_pair,
-                     supports, REPO)
+from harness import (REF_BIN, OUR_BIN, RESYNC, SELF_TEST, AgentSpec, Agent, Marker, Result, is_sync_reply,
+                     stop_pair, supports, REPO)
 
 sys.path.insert(0, str(REPO / "tests" / "pylib"))
 import sandbox  # noqa: E402
@@ -148,6 +151,8 @@ CASES = [
     C("freeze-not-a-mount-point-alone", "none", [freeze_list(b"{E}/lost+found"), STATUS, THAW]),
     C("freeze-empty-string", "none", [freeze_list(b""), STATUS, THAW]),
     C("freeze-empty-string-and-mount", "none", [freeze_list(b"{E}", b""), STATUS, THAW], ref_has=[ONE]),
+    # An empty list names nothing: 0, thawed (qemu-ga 7.2 matches each mount against it).
+    C("freeze-list-empty", "none", [freeze_list(), STATUS, MARKER, THAW, STATUS], ref_has=[ZERO]),
     # Wrong-typed arguments.
     C("freeze-mountpoints-not-a-list", "none",
       [cmd("guest-fsfreeze-freeze-list", b'{"mountpoints":"{E}"}'), STATUS, THAW]),
@@ -183,6 +188,8 @@ CASES = [
     C("hook-freeze-fails-then-thaw", "fail3", [freeze_list(b"{E}"), STATUS, THAW, HOOKS]),
     C("hook-killed-by-signal", "kill", [freeze_list(b"{E}"), HOOKS, STATUS, MARKER],
       ref_has=[b'{"error": {"class": "GenericError", "desc": "fsfreeze hook has terminated abnormally"}}']),
+    C("hook-freeze-list-empty", "ok", [freeze_list(), HOOKS, STATUS, MARKER, THAW, HOOKS],
+      ref_has=[ZERO, Marker("<hook calls: freeze>")]),
     C("hook-missing", "missing", [freeze_list(b"{E}"), STATUS, MARKER, HOOKS],
       ref_has=[b'{"error": {"class": "GenericError", "desc": '
                b'"can\'t access fsfreeze hook \'{W}/hooks/no-such-hook\': No such file or directory"}}']),
@@ -246,6 +253,13 @@ class FreezeEnv:
                 raise RuntimeError("test mounts are visible outside the private mount namespace")
         mounts = self.own_mounts()
         assert mounts == {self.path(k) for k in "EXB"}, mounts
+        # The only mounts ours may ever freeze (QUIESCE_MOUNTINFO): the test mounts' lines.
+        with open("/proc/thread-self/mountinfo") as f:
+            lines = [l for l in f if l.split()[4] in mounts]
+        assert len(lines) == 3, lines
+        self.mountinfo = os.path.join(self.wd, "mountinfo")
+        with open(self.mountinfo, "w") as f:
+            f.writelines(lines)
         for k in ("E", "X"):
             st_m, st_wd = os.stat(self.path(k)), os.stat(self.wd)
             assert st_m.st_dev != st_wd.st_dev, "%s is not a mount" % self.path(k)
@@ -308,7 +322,8 @@ class FreezeEnv:
             if not hook:
                 args.append("--fsfreeze-hook=")       # not /etc/qemu/fsfreeze-hook
             args.append("--freeze-timeout=%d" % FREEZE_TIMEOUT)
-        return AgentSpec("freeze-" + kind, args=args, env={"QC_HOOK_LOG": "{dir}/hook.log"})
+        return AgentSpec("freeze-" + kind, args=args,
+                         env={"QC_HOOK_LOG": "{dir}/hook.log", "QUIESCE_MOUNTINFO": self.mountinfo})
 
     def pair(self, kind):
         if kind not in self.pairs:
@@ -431,12 +446,25 @@ class FreezeEnv:
                     raise AssertionError("guest-shutdown must have a wrong-typed mode: %r" % data)
             if name == "guest-fsfreeze-freeze-list" or b"freeze-list" in data:
                 mps = (req.get("arguments") or {}).get("mountpoints")
-                if mps is None or mps == [] or not (isinstance(mps, list) or isinstance(mps, str)):
-                    raise AssertionError("freeze-list needs a non-empty explicit list: %r" % data)
+                if mps == [] and not empty_list_is_safe():
+                    raise AssertionError("%s may freeze everything on []: it does not read "
+                                         "QUIESCE_MOUNTINFO" % OUR_BIN)
+                if mps is None or not (isinstance(mps, list) or isinstance(mps, str)):
+                    raise AssertionError("freeze-list needs an explicit list: %r" % data)
                 for p in (mps if isinstance(mps, list) else [mps]):
                     for q in (p if isinstance(p, list) else [p]):
                         if not allowed(q):
                             raise AssertionError("freeze-list with a path outside the test mounts: %r" % data)
+
+
+def empty_list_is_safe():
+    """[] is safe with qemu-ga 7.2 (it freezes nothing) and with an agent that confines
+    itself to QUIESCE_MOUNTINFO.  A binary that does not know the variable might be an
+    old quiesce-agent, which froze every filesystem of this machine on []."""
+    if SELF_TEST:
+        return True
+    with open(OUR_BIN, "rb") as f:
+        return b"QUIESCE_MOUNTINFO" in f.read()
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,28 @@ def test_registry_entries_have_reason_and_check():
         assert k.expect is not None or k.check is not None, cid
 
 
+def test_registry_entries_record_what_qemu_ga_does():
+    """Each entry checks qemu-ga's side too (ref_expect or ref_check), against the real
+    qemu-ga in the same run, so it fails once qemu-ga no longer differs as compat.md says."""
+    bare = sorted(cid for cid, k in known_differences.KNOWN.items()
+                  if k.ref_expect is None and k.ref_check is None)
+    assert not bare, "registry entries without ref_expect/ref_check: %s" % bare
+
+
+def test_reference_side_is_checked():
+    """A registered case fails when qemu-ga does not send what is recorded for it, even
+    if ours sends what is registered for ours."""
+    k = known_differences.Known("r", "h", expect=[b'{"return": 1}'], ref_expect=[b'{"return": 2}'])
+    assert not known_differences.problems(k, res(b'{"return": 2}'), res(b'{"return": 1}'))
+    probs = known_differences.problems(k, res(b'{"return": 3}'), res(b'{"return": 1}'))
+    assert len(probs) == 1 and "qemu-ga no longer does what the registry records" in probs[0], probs
+    assert "the registry sent 2, qemu-ga 3" in probs[0], probs
+    k = known_differences.Known("r", "h", check=lambda ref, ours, **_: [],
+                                ref_check=lambda ref, **_: ["nope"] if ref.flat() else [])
+    assert known_differences.problems(k, res(b'{"return": 3}'), res())
+    assert not known_differences.problems(k, res(), res())
+
+
 # ---------------------------------------------------------------- the comparison itself
 
 def res(*lines):

@@ -49,13 +49,17 @@ class Sandbox:
         self.filesystems.append(f)
         return f
 
-    def agent(self, *args, binary=AGENT, env=None):
+    def agent(self, *args, binary=AGENT, env=None, wait=True):
         # Hermetic: without -F, ask for no hook (quiesce-agent would otherwise
         # use /etc/qemu/fsfreeze-hook if this machine has one).
         if not any(a.startswith("-F") for a in args):
             args = ("--fsfreeze-hook=",) + args
-        a = sandbox.Agent(binary, self.dir, args, env=env)
+        # Registered before it is waited for: one that hangs is still stopped
+        # in close() (after the thaw that releases it).
+        a = sandbox.Agent(binary, self.dir, args, env=env, wait=False)
         self.agents.append(a)
+        if wait:  # for its socket (not when its channel is something else)
+            a.wait_ready()
         return a
 
     def writer(self, fs, name="ticks"):

@@ -13,9 +13,13 @@ from pathlib import Path
 
 import pytest
 
+import qga
+
 pytestmark = pytest.mark.freeze
 
 FROZEN_DISABLED = "has been disabled: the agent is in frozen state"
+TOP = Path(__file__).resolve().parents[2]
+AGENT = Path(os.environ.get("QUIESCE_AGENT", TOP / "build" / "src" / "agent" / "quiesce-agent"))
 
 
 def freeze_list(c, *paths):
@@ -380,3 +384,195 @@ def test_dispatcher_and_application_hooks_through_the_agent(sb):
     assert calls.read_text().split() == ["10-db", "freeze", "10-db", "thaw"]
     assert "20-cache freeze: failed with status 7" in (sb.dir / "dispatcher.log").read_text()
     assert "fsfreeze hook has failed with status 1" in ag.log_text()
+
+
+class Daemon:
+    """quiesce-agent -d, found by its socket path (its pidfile may not exist
+    yet); stopped by the sandbox's close() like the other agents."""
+
+    def __init__(self, sb, *args):
+        self.dir = Path(sb.dir) / ("d%d" % len(sb.agents))
+        self.dir.mkdir()
+        self.sock = self.dir / "sock"
+        self.log = self.dir / "agent.log"
+        self.pid = None
+        sb.agents.append(self)
+        r = subprocess.run([str(AGENT), "-d", "-m", "unix-listen", "-p", str(self.sock), "-v",
+                            "-l", str(self.log), *args], timeout=10)
+        assert r.returncode == 0
+        assert wait_for(self.find, timeout=10), "no daemon with socket %s" % self.sock
+
+    def find(self):
+        for p in Path("/proc").iterdir():
+            try:
+                if p.name.isdigit() and str(self.sock).encode() in (p / "cmdline").read_bytes():
+                    self.pid = int(p.name)
+                    return True
+            except OSError:
+                pass
+        return False
+
+    def conn(self, timeout=30.0):
+        qga.wait_for_socket(str(self.sock), timeout=10)
+        return qga.Conn(str(self.sock), timeout=timeout)
+
+    def log_text(self):
+        return self.log.read_text(errors="replace")
+
+    def stop(self):
+        if self.pid is None:
+            return 0
+        try:
+            os.kill(self.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return 0
+        if wait_for(lambda: not Path("/proc/%d" % self.pid).exists(), timeout=30):
+            return 0
+        os.kill(self.pid, signal.SIGKILL)
+        return -9
+
+
+@pytest.mark.parametrize("where", ["logfile", "pidfile"])
+def test_restart_frozen_with_log_pidfile_and_marker_on_the_frozen_fs(sb, where):
+    """Issue 10 item 1: an agent restarted frozen must not write to a guest
+    filesystem (log file, pidfile) before it thaws: the write would block it
+    for good in D state, the exact case the state marker exists for."""
+    fs = sb.fs()
+    state = Path(fs.path) / "state"
+    state.mkdir()
+    log = Path(fs.path) / "agent.log"
+    hook = sb.hook("exit 0")
+    ag = sb.agent("-F%s" % hook, "-t", str(state), "-l", str(log))
+    with ag.conn() as c:
+        assert freeze_list(c, fs.path) == {"return": 1}
+    ag.signal(signal.SIGKILL)
+    ag.wait()
+    assert fs.is_frozen() and (state / "qga.state.isfrozen").exists()
+
+    pidfile = Path(fs.path) / "agent.pid"
+    if where == "logfile":
+        ag2 = sb.agent("-F%s" % hook, "-t", str(state), "-l", str(log))
+        log2 = log
+    else:
+        ag2 = Daemon(sb, "-F%s" % hook, "-t", str(state), "-f", str(pidfile),
+                     "--freeze-timeout=2")
+        log2 = ag2.log  # not on the frozen filesystem
+    with ag2.conn(timeout=10) as c:
+        assert c.cmd("guest-fsfreeze-status") == {"return": "frozen"}
+        assert "error" in c.cmd("guest-get-time")
+        if where == "logfile":
+            assert c.cmd("guest-fsfreeze-thaw") == {"return": 1}
+        else:
+            assert wait_for(lambda: not fs.is_frozen(), timeout=10), "the watchdog did not thaw"
+            assert c.cmd("guest-fsfreeze-status") == {"return": "thawed"}
+    assert not fs.is_frozen() and not (state / "qga.state.isfrozen").exists()
+    assert sb.hook_calls() == ["freeze", "thaw"]
+    if where == "logfile":
+        assert log2.read_text().count("started (method unix-listen)") == 2  # both instances
+    else:
+        assert wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() == str(ag2.pid)), \
+            "the pidfile was not written after the thaw"
+    assert "previous instance appears to have exited with frozen filesystems" in log2.read_text()
+
+
+def test_watchdog_thaws_while_the_channel_cannot_be_opened(sb):
+    """Issue 10 item 3: with --retry-path and no channel, the agent used to
+    sleep in a retry loop that watched only the signalfd, so an agent
+    restarted frozen was not thawed by its watchdog until the host came."""
+    fs = sb.fs()
+    hook = sb.hook("exit 0")
+    ag = sb.agent("-F%s" % hook)
+    with ag.conn() as c:
+        assert freeze_list(c, fs.path) == {"return": 1}
+    ag.signal(signal.SIGKILL)
+    ag.wait()
+    assert fs.is_frozen()
+    ag2 = sb.agent("-F%s" % hook, "-t", str(ag.statedir), "--freeze-timeout=2", "-r",
+                   "-m", "isa-serial", "-p", str(sb.dir / "no-such-port"), wait=False)
+    assert wait_for(lambda: not fs.is_frozen(), timeout=15), "not thawed while the channel is missing"
+    assert wait_for(lambda: sb.hook_calls() == ["freeze", "thaw"])
+    assert not marker(ag).exists()
+    assert ag2.proc.poll() is None, "the agent must keep retrying its channel"
+    log = ag2.log_text()
+    assert "will retry" in log and "the watchdog thawed 1 filesystem(s)" in log, log
+
+
+def hook_output(log, action):
+    """The freeze hook's output as the log shows it, pieces joined."""
+    lines, mark = [], "fsfreeze hook %s output" % action
+    for rec in log.splitlines():
+        if mark + ": " in rec:
+            lines.append(rec.split(mark + ": ", 1)[1])
+        elif mark + " (continued): " in rec:
+            lines[-1] += rec.split(mark + " (continued): ", 1)[1]
+    return lines
+
+
+def test_hook_that_never_stops_writing_is_killed_at_its_timeout(sb):
+    """Issue 10 item 5: the output reader read until EAGAIN, so a hook that
+    writes faster than the agent reads held it past its timeout."""
+    fs = sb.fs()
+    hook = sb.hook('[ "$1" = freeze ] && { yes qfz-loud-7 & cat /dev/zero & exec yes qfz-loud-7; }\n'
+                   "exit 0")
+    ag = sb.agent("-F%s" % hook, "--hook-timeout=2")
+    with ag.conn(timeout=60) as c:
+        desc = error_desc(freeze_list(c, fs.path))
+        assert "timed out" in desc and "killed" in desc, desc
+        assert c.cmd("guest-fsfreeze-status") == {"return": "thawed"}
+    assert wait_for(lambda: subprocess.run(["pgrep", "-f", "yes qfz-loud-[7]"],
+                                           stdout=subprocess.PIPE).stdout == b""), \
+        "the hook's process group survived its timeout"
+    assert sb.hook_calls() == ["freeze", "thaw"]
+    assert not fs.is_frozen()
+    assert "output beyond 65536 bytes was dropped" in ag.log_text()
+
+
+def test_long_hook_output_line_reaches_the_log_whole(sb):
+    """Issue 10 item 5: every log record was cut at 511 bytes, so a hook's
+    output (one record) lost all but its first line's start."""
+    fs = sb.fs()
+    hook = sb.hook('[ "$1" = freeze ] || exit 0\n'
+                   'i=0; while [ $i -lt 200 ]; do printf "%09d," $i; i=$((i+1)); done; echo\n'
+                   "echo second line")
+    ag = sb.agent("-F%s" % hook)
+    with ag.conn() as c:
+        assert freeze_list(c, fs.path) == {"return": 1}
+        assert c.cmd("guest-fsfreeze-thaw") == {"return": 1}
+    want = "".join("%09d," % i for i in range(200))
+    assert len(want) == 2000
+    assert hook_output(ag.log_text(), "freeze") == [want, "second line"]
+
+
+def test_background_child_of_a_hook_can_write_after_the_hook_returned(sb):
+    """Issue 10 item 9: the agent closed the hook's output pipe when the hook
+    exited, so a background child (a lock holder) that wrote later died of
+    SIGPIPE.  Now the pipe outlives the hook and what arrives is logged."""
+    fs = sb.fs()
+    alive = sb.dir / "alive"
+    hook = sb.hook('[ "$1" = freeze ] && { (sleep 1; echo late; echo alive > %s) & }\nexit 0' % alive)
+    ag = sb.agent("-F%s" % hook)
+    with ag.conn() as c:
+        assert freeze_list(c, fs.path) == {"return": 1}
+        assert wait_for(alive.exists, timeout=10), "the hook's background child died writing"
+        assert c.cmd("guest-fsfreeze-thaw") == {"return": 1}
+    assert wait_for(lambda: "fsfreeze hook freeze output (background): late" in ag.log_text())
+    assert sb.hook_calls() == ["freeze", "thaw"]
+
+
+def test_hook_in_a_directory_writable_by_others_is_refused(sb):
+    """Issue 10 item 8: only the hook file was checked; anyone who can write
+    to a directory on its path could put another file there."""
+    fs = sb.fs()
+    d = sb.dir / "open-dir"
+    d.mkdir()
+    os.chmod(d, 0o777)
+    hook = d / "hook.sh"
+    hook.write_text("#!/bin/sh\necho \"$1\" >> %s\n" % sb.calls)
+    os.chmod(hook, 0o755)
+    ag = sb.agent("-F%s" % hook)
+    with ag.conn() as c:
+        desc = error_desc(freeze_list(c, fs.path))
+        assert "directory '%s' is writable by group or others" % d in desc, desc
+        assert c.cmd("guest-fsfreeze-status") == {"return": "thawed"}
+    assert sb.hook_calls() == []
+    assert not fs.is_frozen() and not marker(ag).exists()

@@ -112,6 +112,14 @@ def test_freeze_everything_inside_a_pivot_root_sandbox(sb):
         qga.wait_for_socket(sock)
         assert wait_count(w, 3)
         with qga.Conn(sock, timeout=20) as c:
+            # An empty list names nothing (before issue 10 it froze everything);
+            # no list at all means everything, as in qemu-ga.
+            assert c.cmd("guest-fsfreeze-freeze-list", {"mountpoints": []}) == {"return": 0}
+            assert c.cmd("guest-fsfreeze-status") == {"return": "thawed"}
+            assert not a.is_frozen() and not b.is_frozen()
+            assert c.cmd("guest-fsfreeze-freeze-list") == {"return": 2}
+            assert a.is_frozen() and b.is_frozen()
+            assert c.cmd("guest-fsfreeze-thaw") == {"return": 2}
             assert c.cmd("guest-fsfreeze-freeze") == {"return": 2}
             assert a.is_frozen() and b.is_frozen()
             n = w.count()
@@ -125,7 +133,7 @@ def test_freeze_everything_inside_a_pivot_root_sandbox(sb):
                 assert "error" not in p and p["trimmed"] >= 0 and "minimum" in p, p
         assert wait_count(w, n + 3)
         calls = Path("/proc/%d/root/run/hook-calls" % agent_pid).read_text().split()
-        assert calls == ["freeze", "thaw"]
+        assert calls == ["freeze", "thaw", "freeze", "thaw"]
     finally:
         a.thaw()
         b.thaw()

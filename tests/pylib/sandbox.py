@@ -94,7 +94,7 @@ class LoopFs:
 class Agent:
     """An agent process on a unix socket in its own directory."""
 
-    def __init__(self, binary, workdir, args=(), env=None):
+    def __init__(self, binary, workdir, args=(), env=None, wait=True):
         self.dir = Path(tempfile.mkdtemp(prefix="ag-", dir=workdir))
         self.sock = self.dir / "sock"
         self.log = self.dir / "agent.log"
@@ -104,7 +104,11 @@ class Agent:
         self.logf = open(self.log, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=self.logf,
                                      env=dict(os.environ, **(env or {})))
-        qga.wait_for_socket(str(self.sock), proc=self.proc)
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout=10.0):
+        qga.wait_for_socket(str(self.sock), timeout=timeout, proc=self.proc)
 
     @property
     def statedir(self):

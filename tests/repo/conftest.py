@@ -105,21 +105,88 @@ def expect_error(r, rc):
 # ---------------------------------------------------------------------------
 # the repository, read directly through its documented format
 
+def decode_runs(blob, nchunks):
+    """A version-2 chunk list (docs/repository.md): runs of 8-byte little-endian
+    headers, bit 63 set for zero chunks, else followed by that many digests."""
+    out, i = [], 0
+    while i < len(blob):
+        assert len(blob) - i >= 8, "run header cut"
+        h = int.from_bytes(blob[i:i + 8], "little")
+        i += 8
+        n = h & ((1 << 63) - 1)
+        assert n >= 1
+        if h >> 63:
+            out.extend([None] * n)
+        else:
+            assert len(blob) - i >= 32 * n, "digests cut"
+            out.extend(blob[i + 32 * k:i + 32 * k + 32].hex() for k in range(n))
+            i += 32 * n
+    assert len(out) == nchunks, (len(out), nchunks)
+    return out
+
+
 def parse_manifest(data):
-    """(header fields, document) of a manifest's bytes; asserts the header."""
+    """(header fields, document) of a manifest's bytes, either version; asserts
+    the header and checksums.  A version-2 document's chunk lists are decoded
+    into the same list of digests-or-None that version 1 holds inline (the
+    list's description stays in disk["chunk_list"])."""
     nl = data.index(b"\n")
     header = data[:nl].decode()
-    body = data[nl + 1:]
     parts = header.split(" ")
-    assert len(parts) == 3 and parts[0] == "quiesce-manifest" and parts[1] == "1", header
+    assert parts[0] == "quiesce-manifest" and parts[1] in ("1", "2"), header
     assert DIGEST_RE.match(parts[2]), header
-    assert hashlib.sha256(body).hexdigest() == parts[2], "manifest checksum mismatch"
-    return parts, json.loads(body)
+    if parts[1] == "1":
+        assert len(parts) == 3, header
+        body = data[nl + 1:]
+        assert hashlib.sha256(body).hexdigest() == parts[2], "manifest checksum mismatch"
+        return parts, json.loads(body)
+    assert len(parts) == 4 and parts[3].isdigit(), header
+    n = int(parts[3])
+    doc = data[nl + 1:nl + 1 + n]
+    assert len(doc) == n and doc.endswith(b"\n"), "document cut"
+    assert hashlib.sha256(doc).hexdigest() == parts[2], "manifest checksum mismatch"
+    m = json.loads(doc)
+    rest = data[nl + 1 + n:]
+    cs = m["chunk_size"]
+    for d in m["disks"]:
+        lst = d["chunks"]
+        assert lst["format"] == "runs", lst
+        blob, rest = rest[:lst["bytes"]], rest[lst["bytes"]:]
+        assert len(blob) == lst["bytes"] and hashlib.sha256(blob).hexdigest() == lst["sha256"]
+        d["chunk_list"] = lst
+        d["chunks"] = decode_runs(blob, nchunks(d["size"], cs))
+        assert sum(c is not None for c in d["chunks"]) == lst["stored"]
+    assert rest == b"", "bytes after the chunk lists"
+    return parts, m
 
 
 def manifest_bytes(doc):
+    """A version-1 manifest (which every quiesce reads) of `doc`."""
+    doc = json.loads(json.dumps(doc))
+    for d in doc["disks"]:
+        d.pop("chunk_list", None)
     body = (json.dumps(doc) + "\n").encode()
     return b"quiesce-manifest 1 " + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
+
+
+def manifest_v2_bytes(doc, lists):
+    """A version-2 manifest of `doc` whose disks' chunk lists are the raw
+    bytes in `lists` (one per disk), described in the document as written."""
+    doc = json.loads(json.dumps(doc))
+    for d, blob in zip(doc["disks"], lists):
+        d.pop("chunk_list", None)
+        stored, i = 0, 0
+        while i + 8 <= len(blob):
+            h = int.from_bytes(blob[i:i + 8], "little")
+            i += 8
+            if not h >> 63:
+                stored += h
+                i += 32 * h
+        d["chunks"] = {"format": "runs", "bytes": len(blob), "stored": stored,
+                       "sha256": hashlib.sha256(blob).hexdigest()}
+    body = (json.dumps(doc) + "\n").encode()
+    return (b"quiesce-manifest 2 " + hashlib.sha256(body).hexdigest().encode() +
+            b" %d\n" % len(body) + body + b"".join(lists))
 
 
 class Repo:
@@ -184,7 +251,7 @@ class Repo:
         if not d.is_dir():
             return out
         for fan in d.iterdir():
-            if fan.is_dir():
+            if fan.is_dir() and len(fan.name) == 2:
                 for f in fan.iterdir():
                     out.add(f.name)
         return out
@@ -193,7 +260,18 @@ class Repo:
         return self._files("chunks")
 
     def trash_files(self):
-        return self._files("trash")
+        """Chunks in trash: trash/xx/ (version 1) and every generation's
+        trash/gen/<N>/xx/ (version 2)."""
+        out = self._files("trash")
+        gens = self.path / "trash" / "gen"
+        if gens.is_dir():
+            for g in gens.iterdir():
+                out |= self._files(os.path.join("trash", "gen", g.name))
+        return out
+
+    def trash_path(self, digest, gen=1):
+        """Where generation `gen` of a version-2 gc puts a chunk."""
+        return self.path / "trash" / "gen" / str(gen) / digest[:2] / digest
 
     def chunk_path(self, digest):
         return self.path / "chunks" / digest[:2] / digest

@@ -74,12 +74,12 @@ def test_not_a_repository(work):
 def test_newer_format_version(work, filled):
     repo, (s1, s2), (img, img2) = filled
     cfg = repo.config
-    cfg["version"] = 2
+    cfg["version"] = 3
     (repo.path / "config").write_text(json.dumps(cfg) + "\n")
     state = repo.state()
     for argv, out in every_command(repo.path, work, img):
         expect_error(q(*argv), EXIT_REPO)
-        assert repo.state() == state, "%s wrote to a version-2 repository" % argv
+        assert repo.state() == state, "%s wrote to a version-3 repository" % argv
         assert not out.exists()
     # a different backup source, through QUIESCE_REPO as well
     expect_error(q("backup", "--image", img2, env={"QUIESCE_REPO": repo.path}), EXIT_REPO)

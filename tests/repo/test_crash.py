@@ -125,8 +125,9 @@ def test_kill_after_every_step_of_a_prune(work):
         repo.assert_clean()
         check_intact(work, repo, {keep: imgs[3]})
     assert completed_at is not None
-    # 3 manifest unlinks, 6 moves to trash, 6 deletions
-    assert completed_at == 3 + 6 + 6 + 1, completed_at
+    # 3 manifest unlinks, the sweep's trash generation (locks/generation),
+    # 6 moves to trash, 6 deletions
+    assert completed_at == 3 + 1 + 6 + 6 + 1, completed_at
     assert repo.manifest_ids() == [keep]
     repo.assert_clean()
 

@@ -33,15 +33,17 @@ def test_init_layout_and_config(work):
     d = r.json
     has_keys(d, {"repo", "id", "version", "chunk_size"}, "init --json")
     assert os.path.realpath(d["repo"]) == os.path.realpath(path)
-    assert re.match(r"^[0-9a-f]{32}$", d["id"]) and d["version"] == 1
+    assert re.match(r"^[0-9a-f]{32}$", d["id"]) and d["version"] == 2
     assert d["chunk_size"] == 4194304
     cfg = json.loads((path / "config").read_text())
-    assert cfg["format"] == "quiesce-repository" and cfg["version"] == 1
+    assert cfg["format"] == "quiesce-repository" and cfg["version"] == 2
     assert cfg["id"] == d["id"] and TIME_RE.match(cfg["created"])
     assert cfg["chunk_size"] == 4194304 and cfg["hash"] == "sha256"
     assert cfg["compression"] == "zstd" and cfg["encryption"] == "none"
-    for top in ("chunks", "trash"):
-        assert sorted(p.name for p in (path / top).iterdir()) == ["%02x" % i for i in range(256)]
+    assert sorted(p.name for p in (path / "chunks").iterdir()) == ["%02x" % i for i in range(256)]
+    # version 2: trash generations made as gc needs them; sessions of running commands
+    assert [p.name for p in (path / "trash").iterdir()] == ["gen"]
+    assert list((path / "trash" / "gen").iterdir()) == [] and list((path / "sessions").iterdir()) == []
     assert (path / "snapshots").is_dir() and (path / "tmp").is_dir()
     assert (path / "locks" / "writers").is_file() and (path / "locks" / "gc").is_file()
     assert list((path / "snapshots").iterdir()) == [] and list((path / "tmp").iterdir()) == []

@@ -64,9 +64,12 @@ static const struct {
 	{"[}", 0, "E[JSON parse error, expecting value]"},
 };
 
+static size_t feed_at; /* 0: jstream's default */
+
 static char *render(const char *in, size_t len, bool bytewise, bool *idle)
 {
 	struct jstream_limits lim = JSTREAM_QEMU_LIMITS;
+	lim.feed_at = feed_at;
 	struct jstream *js = jstream_new(&lim);
 	struct buf out = BUF_INIT;
 	struct jstream_event ev;
@@ -124,8 +127,82 @@ static void test_limits(void)
 	jstream_free(js);
 }
 
+/* The first event for in[0..len), rendered as render() does. */
+static char *first_event(const char *in, size_t len)
+{
+	bool idle;
+	char *all = render(in, len, false, &idle);
+	char *end = strstr(all, "]E[");
+	if (!end)
+		end = strstr(all, "]V[");
+	if (end)
+		end[1] = '\0';
+	return all;
+}
+
+/* A stray token is quoted up to JSTREAM_QUOTE_MAX bytes, cut between
+ * characters and marked "..."; qemu-ga quotes it whole (docs/compat.md). */
+static void test_stray_quote_is_capped(void)
+{
+	size_t max = JSTREAM_QUOTE_MAX;
+	struct buf in = BUF_INIT, want = BUF_INIT;
+
+	/* exactly max bytes of token (the newline that ends it is part of it,
+	 * as in qemu-ga's stray '"\t'): quoted whole */
+	buf_putc(&in, '"');
+	for (size_t i = 2; i < max; i++)
+		buf_putc(&in, 'a');
+	buf_putc(&in, '\n');
+	buf_puts(&want, "E[JSON parse error, stray '");
+	buf_append(&want, in.data, in.len);
+	buf_puts(&want, "']");
+	char *got = first_event(in.data, in.len);
+	is_str(got, want.data, "a stray token of JSTREAM_QUOTE_MAX bytes is quoted whole");
+	free(got);
+
+	/* one more byte: cut, with "..." */
+	in.len--;
+	buf_puts(&in, "b\n");
+	got = first_event(in.data, in.len);
+	want.len -= 3;
+	buf_puts(&want, "b...']");
+	is_str(got, want.data, "one byte more is cut at JSTREAM_QUOTE_MAX bytes, then ...");
+	free(got);
+
+	/* never inside a character: 2-byte 'é' from byte 1 cannot end at byte 256 */
+	buf_clear(&in, 0);
+	buf_clear(&want, 0);
+	buf_putc(&in, '"');
+	for (size_t i = 0; i < max; i++)
+		buf_puts(&in, "\xc3\xa9");
+	buf_puts(&want, "E[JSON parse error, stray '\"");
+	for (size_t i = 0; i < (max - 1) / 2; i++)
+		buf_puts(&want, "\xc3\xa9");
+	buf_puts(&want, "...']");
+	buf_putc(&in, '\n');
+	got = first_event(in.data, in.len);
+	is_str(got, want.data, "the cut falls between characters");
+	free(got);
+
+	/* 4 MiB of 0x80: the reply names 256 bytes of it, and the lexer is
+	 * clean afterwards */
+	buf_clear(&in, 0);
+	buf_putc(&in, '"');
+	for (size_t i = 0; i < (4u << 20); i++)
+		buf_putc(&in, (char)0x80);
+	buf_puts(&in, "\n{}");
+	bool idle;
+	got = render(in.data, in.len, false, &idle);
+	ok(strlen(got) == strlen("E[JSON parse error, stray '']V[{}]") + max + 3 && idle,
+	   "a 4 MiB stray token gives a %zu-byte event, then the next message", strlen(got));
+	free(got);
+	buf_free(&in);
+	buf_free(&want);
+}
+
 int main(void)
 {
+	test_stray_quote_is_capped();
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		size_t len = cases[i].len ? cases[i].len : strlen(cases[i].in);
 		bool idle;
@@ -138,6 +215,18 @@ int main(void)
 		is_str(bytes, cases[i].want, name);
 		free(whole);
 		free(bytes);
+		/* json-c gets the canonical text in pieces: any split must give
+		 * the same verdict and the same error position as the whole */
+		static const size_t splits[] = {1, 2, 3, 7};
+		for (size_t k = 0; k < sizeof(splits) / sizeof(splits[0]); k++) {
+			feed_at = splits[k];
+			char *split = render(cases[i].in, len, false, &idle);
+			snprintf(name, sizeof(name), "case %zu fed to json-c %zu bytes at a time", i,
+				 feed_at);
+			is_str(split, cases[i].want, name);
+			free(split);
+		}
+		feed_at = 0;
 	}
 	test_limits();
 	return tap_done();

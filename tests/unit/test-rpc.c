@@ -8,33 +8,15 @@
 #include "agent.h"
 #include "commands.h"
 #include "jstream.h"
+#include "jwrite.h"
 #include "rpc.h"
 #include "tap.h"
+#include "rpc-exchange.h"
 
 #include <json-c/json.h>
 #include <stdlib.h>
 #include <unistd.h>
 
-static char *exchange(struct agent *a, const char *in)
-{
-	struct jstream_limits lim = JSTREAM_QEMU_LIMITS;
-	struct jstream *js = jstream_new(&lim);
-	struct buf out = BUF_INIT;
-	struct jstream_event ev;
-	size_t n = strlen(in);
-	while (jstream_feed(js, &in, &n, &ev))
-		rpc_handle(a, &ev, &out);
-	jstream_free(js);
-	buf_putc(&out, '\0');
-	return out.data;
-}
-
-static void check(struct agent *a, const char *in, const char *want)
-{
-	char *got = exchange(a, in);
-	is_str(got, want, in);
-	free(got);
-}
 
 /* Run a command and parse its "return" value (the caller frees). */
 static struct json_object *call(struct agent *a, const char *in)
@@ -214,8 +196,105 @@ static void test_commands(void)
 	unlink(path);
 }
 
+/* Quoted client input is cut at JSTREAM_QUOTE_MAX bytes, between
+ * characters, and marked "..." (docs/compat.md); shorter names are quoted
+ * as before. */
+static void test_quotes_are_capped(void)
+{
+	struct agent a = {0};
+	char name[JSTREAM_QUOTE_MAX + 2], cut[JSTREAM_QUOTE_MAX + 1];
+	memset(name, 'n', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	memcpy(cut, name, JSTREAM_QUOTE_MAX);
+	cut[JSTREAM_QUOTE_MAX] = '\0';
+	struct buf in = BUF_INIT, want = BUF_INIT;
+
+	buf_printf(&in, "{\"execute\":\"%s\"}", name);
+	buf_printf(&want, "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"The command %s... "
+			  "has not been found\"}}\n", cut);
+	check(&a, in.data, want.data);
+
+	buf_clear(&in, 0);
+	buf_clear(&want, 0);
+	buf_printf(&in, "{\"execute\":\"%s\"}", cut);
+	buf_printf(&want, "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"The command %s "
+			  "has not been found\"}}\n", cut);
+	check(&a, in.data, want.data);
+
+	buf_clear(&in, 0);
+	buf_clear(&want, 0);
+	buf_printf(&in, "{\"execute\":\"guest-ping\",\"%s\":1}", name);
+	buf_printf(&want, E_GEN "QMP input member '%s...' is unexpected\"}}\n", cut);
+	check(&a, in.data, want.data);
+
+	buf_clear(&in, 0);
+	buf_clear(&want, 0);
+	buf_printf(&in, "{\"execute\":\"guest-ping\",\"arguments\":{\"%s\":1}}", name);
+	buf_printf(&want, E_GEN "Parameter '%s...' is unexpected\"}}\n", cut);
+	check(&a, in.data, want.data);
+
+	/* U+0000 still quoted as \u0000; a 2-byte character is never split */
+	buf_clear(&in, 0);
+	buf_clear(&want, 0);
+	buf_puts(&in, "{\"execute\":\"x\\u0000");
+	buf_puts(&want, "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"The command x\\u0000");
+	for (size_t i = 0; i < JSTREAM_QUOTE_MAX; i++)
+		buf_puts(&in, "\\u00e9");
+	for (size_t i = 0; i < (JSTREAM_QUOTE_MAX - 2) / 2; i++)
+		buf_puts(&want, "\\u00E9");
+	buf_puts(&in, "\"}");
+	buf_puts(&want, "... has not been found\"}}\n");
+	check(&a, in.data, want.data);
+	buf_free(&in);
+	buf_free(&want);
+}
+
+/* Keys with one g_str_hash: "aB" and "b!" hash alike, and so do all
+ * strings of such pairs. */
+static void colliding_request(struct buf *in, size_t n, size_t bits)
+{
+	buf_puts(in, "{\"execute\":\"guest-ping\",\"arguments\":{");
+	for (size_t i = 0; i < n; i++) {
+		buf_puts(in, i ? ",\"" : "\"");
+		for (size_t j = 0; j < bits; j++)
+			buf_puts(in, (i >> j) & 1 ? "b!" : "aB");
+		buf_puts(in, "\":0");
+	}
+	buf_puts(in, "}}");
+}
+
+static void test_colliding_keys(void)
+{
+	struct agent a = {0};
+	struct buf in = BUF_INIT;
+	/* Within the probe budget the GLib order is modelled exactly: 8 keys
+	 * that all collide, as qemu-ga 7.2 names them (probed). */
+	colliding_request(&in, 8, 3);
+	char *got = exchange(&a, in.data);
+	ok(strstr(got, "Parameter '") && strstr(got, "' is unexpected"), "8 colliding keys: %s", got);
+	free(got);
+
+	/* 65536 colliding keys run out of the budget (the model would take
+	 * about 2^31 probes): the first unexpected key in QDict order is named. */
+	buf_clear(&in, 0);
+	colliding_request(&in, 65536, 16);
+	struct json_object *req = json_tokener_parse(in.data), *args;
+	json_object_object_get_ex(req, "arguments", &args);
+	size_t n;
+	const char **keys = jwrite_qdict_keys(args, &n);
+	struct buf want = BUF_INIT;
+	buf_printf(&want, E_GEN "Parameter '%s' is unexpected\"}}\n", n ? keys[0] : "?");
+	check(&a, in.data, want.data);
+	free(keys);
+	json_object_put(req);
+	buf_free(&want);
+	buf_free(&in);
+}
+
 int main(void)
 {
+	test_quotes_are_capped();
+	test_colliding_keys();
 	test_protocol();
 	test_enabled();
 	test_commands();

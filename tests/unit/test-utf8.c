@@ -41,5 +41,14 @@ int main(void)
 	ok(utf8_encode(out, 0xE9) == 2 && !memcmp(out, "\xc3\xa9", 2), "encode 2-byte");
 	ok(!utf8_is_valid_cp(0xDC00) && !utf8_is_valid_cp(0x10FFFF) && utf8_is_valid_cp(0x10FFFD),
 	   "validity of boundary code points");
+
+	/* utf8_prefix: where quoted input may be cut */
+	const uint8_t *e = (const uint8_t *)"ab\xc3\xa9\xe2\x82\xac\x80\x80";
+	ok(utf8_prefix(e, 9, 100) == 9, "prefix: shorter than max is whole");
+	ok(utf8_prefix(e, 9, 3) == 2 && utf8_prefix(e, 9, 4) == 4, "prefix: never splits U+00E9");
+	ok(utf8_prefix(e, 9, 6) == 4 && utf8_prefix(e, 9, 7) == 7, "prefix: never splits U+20AC");
+	ok(utf8_prefix(e, 9, 8) == 8, "prefix: invalid bytes count one each");
+	ok(utf8_prefix((const uint8_t *)"\xe2\x82x", 3, 1) == 0,
+	   "prefix: a truncated sequence is not split either");
 	return tap_done();
 }

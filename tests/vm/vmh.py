@@ -24,6 +24,14 @@ timeout) and removes the directory.  Guests still open at interpreter exit
 are closed by an atexit hook, and QEMU gets PR_SET_PDEATHSIG=SIGKILL so that
 it dies with the harness even when the harness is SIGKILLed.
 
+Guest(shell=True) adds a second virtio-serial port, SHELL_PORT, on
+<dir>/shell.sock, and the harness stays connected to it from launch on.  A
+guest that runs SHELL_RC (from its rc.local) executes each line the host
+sends there and answers with the output and "@@EXIT <status>": Guest.shell()
+runs a command in the guest and returns when it has finished.  That is how
+tests make the guest act at an exact moment (write, thaw behind the agent's
+back) and know it has, without sleeping.
+
 Limits: stdlib only; one agent client at a time (the chardev serves one
 client; a second one connects but hears nothing until the first leaves).
 """
@@ -53,6 +61,24 @@ GUEST_SH = HERE / "guest.sh"
 QEMU = "qemu-system-x86_64"
 AGENT_PORT = "org.qemu.guest_agent.0"
 PORT_ID = "agentport"  # QEMU's id of that port, as in VSERPORT_CHANGE events
+SHELL_PORT = "org.quiesce.test.shell"
+# For the guest's rc.local: serve SHELL_PORT in the background (see above).
+# The harness is connected before the guest boots, so reads block instead of
+# returning end-of-file.
+SHELL_RC = """#!/bin/sh
+( port=
+  while [ -z "$port" ]; do
+	for p in /sys/class/virtio-ports/*; do
+		[ "$(cat "$p/name" 2>/dev/null)" = %s ] && port=/dev/${p##*/}
+	done
+	[ -n "$port" ] || sleep 0.1
+  done
+  exec 3<>"$port"
+  while read -r line <&3; do
+	sh -c "$line" </dev/null >&3 2>&1
+	echo "@@EXIT $?" >&3
+  done ) &
+""" % SHELL_PORT
 BOOT_TIMEOUT = 120.0
 
 _PR_SET_PDEATHSIG = 1
@@ -223,7 +249,7 @@ class Guest:
     """
 
     def __init__(self, kernel, initrd, disk=None, agent_args=(), append="", memory=512,
-                 smp=1, extra_qmp=0, extra_qemu_args=(), keep=None):
+                 smp=1, extra_qmp=0, extra_qemu_args=(), keep=None, shell=False):
         self.kernel = str(kernel)
         self.initrd = str(initrd)
         self.base_disk = str(disk) if disk else None
@@ -233,6 +259,9 @@ class Guest:
         self.smp = smp
         self.extra_qmp = extra_qmp
         self.extra_qemu_args = list(extra_qemu_args)
+        self.has_shell = shell
+        self._shell = None
+        self._shell_buf = b""
         self.keep = os.environ.get("QUIESCE_VM_KEEP") == "1" if keep is None else keep
         self.dir = Path(tempfile.mkdtemp(prefix="qvm-", dir="/tmp"))
         self.qmp_path = self.dir / "qmp.sock"
@@ -256,7 +285,7 @@ class Guest:
 
     # -- launching ---------------------------------------------------------
 
-    def cmdline(self, qmp_fd, agent_fd):
+    def cmdline(self, qmp_fd, agent_fd, shell_fd=None):
         if any(" " in a or '"' in a for a in self.agent_args):
             raise ValueError("agent arguments cannot contain spaces or quotes: %r"
                              % self.agent_args)
@@ -273,6 +302,9 @@ class Guest:
                "-device", "virtio-serial-pci,id=vser0",
                "-chardev", "socket,id=qga0,fd=%d,server=on,wait=off" % agent_fd,
                "-device", "virtserialport,chardev=qga0,name=%s,id=%s" % (AGENT_PORT, PORT_ID)]
+        if shell_fd is not None:
+            cmd += ["-chardev", "socket,id=shell0,fd=%d,server=on,wait=off" % shell_fd,
+                    "-device", "virtserialport,chardev=shell0,name=%s" % SHELL_PORT]
         if self.disk:
             cmd += ["-blockdev", "driver=file,filename=%s,node-name=data0-file" % self.disk,
                     "-blockdev", "driver=qcow2,file=data0-file,node-name=data0",
@@ -293,18 +325,26 @@ class Guest:
                             "-b", self.base_disk, str(self.disk)], check=True)
         qmp_l = _listen(self.qmp_path)
         agent_l = _listen(self.agent_path)
+        shell_l = _listen(self.dir / "shell.sock") if self.has_shell else None
         try:
-            cmd = self.cmdline(qmp_l.fileno(), agent_l.fileno())
+            fds = [qmp_l.fileno(), agent_l.fileno()] + ([shell_l.fileno()] if shell_l else [])
+            cmd = self.cmdline(*fds)
             with open(self.qemu_log, "wb") as log:
                 self.launched_at = time.monotonic()
                 self.proc = subprocess.Popen(
                     cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    pass_fds=(qmp_l.fileno(), agent_l.fileno()), preexec_fn=_child_setup)
+                    pass_fds=fds, preexec_fn=_child_setup)
+            if shell_l:
+                # connected (into the backlog) before the guest can open its end
+                self._shell = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self._shell.connect(str(self.dir / "shell.sock"))
         finally:
             # QEMU has its own copies; ours would keep accepting into the
             # backlog after QEMU died and turn "refused" into a hang.
             qmp_l.close()
             agent_l.close()
+            if shell_l:
+                shell_l.close()
         return self
 
     def start(self, timeout=30.0):
@@ -375,6 +415,41 @@ class Guest:
             except TimeoutError:
                 continue
 
+    # -- test shell (shell=True and SHELL_RC in the guest) --------------------
+
+    def shell(self, command, timeout=60.0, check=True):
+        """Run `command` (one line of sh) in the guest; return its output.
+        Raises if it exits non-zero (unless check=False: then returns
+        (status, output))."""
+        assert self._shell is not None, "Guest(shell=True) and SHELL_RC in rc.local"
+        assert "\n" not in command
+        self._shell.sendall(command.encode() + b"\n")
+        deadline = time.monotonic() + timeout
+        out = b""
+        while True:
+            while b"\n" in self._shell_buf:
+                line, self._shell_buf = self._shell_buf.split(b"\n", 1)
+                if line.startswith(b"@@EXIT "):
+                    rc = int(line[7:])
+                    text = out.decode(errors="replace")
+                    if not check:
+                        return rc, text
+                    if rc != 0:
+                        raise RuntimeError("guest command %r exited %d: %s" % (command, rc, text))
+                    return text
+                out += line + b"\n"
+            self.check_running()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("guest command %r did not finish in %.0f s; output so far %r"
+                                   % (command, timeout, out[-500:]))
+            r, _, _ = select.select([self._shell], [], [], min(left, 1.0))
+            if r:
+                data = self._shell.recv(65536)
+                if not data:
+                    raise EOFError("the guest shell port closed")
+                self._shell_buf += data
+
     # -- process -----------------------------------------------------------
 
     def is_running(self):
@@ -424,6 +499,9 @@ class Guest:
         for c in self._conns:
             c.close()
         self._conns = []
+        if self._shell is not None:
+            self._shell.close()
+            self._shell = None
         try:
             if self.is_running():
                 try:
