@@ -124,6 +124,28 @@ def test_a_slow_checkpoint_is_a_warning_within_the_bound(clusters):
     assert "CHECKPOINT did not finish within 2 s" in r.stderr, r.stderr
 
 
+def test_a_hook_stopped_by_the_dispatcher_leaves_no_files(clusters, tmp_path):
+    """The dispatcher TERMs a hook at its limit: its scratch directory goes
+    with it (and the CHECKPOINT's own bound ends the psql it started)."""
+    c = clusters[0]
+    cp = int(c.sql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'"))
+    env = dict(os.environ, PG_HOOK_CONF="/nonexistent", PG_SOCKET_DIRS=str(c.run), TMPDIR=str(tmp_path),
+               PG_TIMEOUT="3")
+    os.kill(cp, signal.SIGSTOP)
+    try:
+        p = subprocess.Popen(["dash", str(HOOK), "freeze"], env=env, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not list(tmp_path.glob("20-postgresql.*")):
+            assert time.monotonic() < deadline and p.poll() is None, "the hook made no scratch directory"
+            time.sleep(0.01)
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=10)
+    finally:
+        os.kill(cp, signal.SIGCONT)
+    assert list(tmp_path.glob("20-postgresql.*")) == []
+
+
 def test_the_dispatchers_time_left_bounds_all_clusters_at_once(clusters):
     """One hung cluster and one healthy one, 4 s left in the dispatcher's
     budget: the healthy one is checkpointed, the hook answers in time, by
