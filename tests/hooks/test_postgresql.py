@@ -136,9 +136,10 @@ def test_a_hook_stopped_by_the_dispatcher_leaves_no_files(clusters, tmp_path):
         p = subprocess.Popen(["dash", str(HOOK), "freeze"], env=env, stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
-        while not list(tmp_path.glob("20-postgresql.*")):
-            assert time.monotonic() < deadline and p.poll() is None, "the hook made no scratch directory"
-            time.sleep(0.01)
+        while c.sql("SELECT count(*) FROM pg_stat_activity WHERE query = 'CHECKPOINT'") != "1":
+            assert time.monotonic() < deadline and p.poll() is None, "the CHECKPOINT never started"
+            time.sleep(0.02)
+        assert list(tmp_path.glob("20-postgresql.*")), "the hook made no scratch directory"
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=10)
     finally:
