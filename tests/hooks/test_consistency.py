@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 """The hooks matter: a frozen snapshot of MariaDB's datadir taken through the
-real path (quiesce-agent -> fsfreeze-hook dispatcher -> 10-mariadb) against
+real path (quiesce-agent -> fsfreeze-hook dispatcher -> 80-mariadb) against
 the same snapshot with no hook.
 
 Deterministic case (docs/app-consistency.md §5): FLUSH TABLES, one INSERT
@@ -43,7 +43,7 @@ def db():
         server = Server(datadir=Path(fs.path) / "data")
         server.sql("CREATE TABLE t.m (id INT PRIMARY KEY, v VARCHAR(64), KEY (v)) ENGINE=MyISAM;"
                    "INSERT INTO t.m VALUES (1,'a'),(2,'b'),(3,'c')")
-        etc = sandbox.install_hooks(work, "10-mariadb")
+        etc = sandbox.install_hooks(work, "80-mariadb")
         yield work, fs, server, etc
     finally:
         fs.thaw()
@@ -245,7 +245,7 @@ def test_snapshots_under_write_load(db, capsys):
 
 
 def test_lock_is_held_exactly_while_frozen_through_the_agent(db, capsys):
-    """Through agent -> dispatcher -> 10-mariadb: while frozen the server
+    """Through agent -> dispatcher -> 80-mariadb: while frozen the server
     shows the global read lock (MDL_BACKUP_FTWRL2) and a write waits for it;
     after thaw the lock is gone and writes go through.  Then the figures:
     what the hook adds to the freeze call, and how long the lock is held
@@ -282,9 +282,141 @@ def test_lock_is_held_exactly_while_frozen_through_the_agent(db, capsys):
         finally:
             fs.thaw()
             assert agent.stop() == 0
-    assert not list((work / "hookstate").glob("*")), "the hook left state behind"
+    assert [p.name for p in (work / "hookstate").glob("*")] == ["lock"], "the hook left state behind"
     with capsys.disabled():
         print("\n  freeze call median: no hook %.1f ms, mariadb hook %.1f ms (hook adds %.1f ms);"
               " freeze start to thaw reply with the hook (lock held at most) %.1f ms"
               % (timings["no-hook"][0], timings["hook"][0],
                  timings["hook"][0] - timings["no-hook"][0], timings["hook"][1]))
+
+
+def hook_env(work, server):
+    return {"MARIADB_SOCKET": server.sock, "MARIADB_STATE_DIR": str(work / "hookstate"),
+            "FSFREEZE_HOOK_RUNDIR": str(work), "FSFREEZE_HOOK_LOG": str(work / "hook.log")}
+
+
+def test_a_lock_lost_while_frozen_fails_the_thaw_and_the_report_shows_it(db):
+    """The holder's connection killed while frozen (a DBA's KILL, pt-kill):
+    the dispatcher's thaw fails, so guest-fsfreeze-thaw answers with an error
+    (filesystems thawed all the same) and quiesce-freeze-report records the
+    thaw hook's non-zero exit status, which is what the host must read to
+    not call the snapshot application-consistent."""
+    work, fs, server, etc = db
+    agent = sandbox.Agent(AGENT, work, ["-F%s" % (etc / "fsfreeze-hook")], env=hook_env(work, server))
+    try:
+        with agent.conn() as c:
+            assert c.cmd("guest-fsfreeze-freeze-list", {"mountpoints": [fs.path]}) == {"return": 1}
+            try:
+                ids = server.sql("SELECT THREAD_ID FROM information_schema.METADATA_LOCK_INFO "
+                                 "WHERE LOCK_MODE = 'MDL_BACKUP_FTWRL2'").split()
+                server.sql("KILL %s" % ids[0])
+            finally:
+                r = c.cmd("guest-fsfreeze-thaw")
+            assert r.get("error", {}).get("desc") == "fsfreeze hook has failed with status 1", r
+            assert c.cmd("guest-fsfreeze-status") == {"return": "thawed"}
+            hooks = c.cmd("quiesce-freeze-report")["return"]["hooks"]
+    finally:
+        fs.thaw()
+        assert agent.stop() == 0
+    assert [(h["action"], h["exit-status"]) for h in hooks][-2:] == [("freeze", 0), ("thaw", 1)], hooks
+    assert "LOST while frozen" in agent.log_text(), "the reason belongs in the agent's log"
+    assert not fs.is_frozen()
+
+
+class Committer:
+    """One client committing numbered rows (autocommit InnoDB inserts), each
+    acknowledged by the echo of a SELECT after it: `acked` is the highest
+    number the server has confirmed committed."""
+
+    def __init__(self, server, pause=0.005):
+        import threading
+        self.p = subprocess.Popen(["mariadb", "-S", server.sock, "-N", "--unbuffered", "t"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, text=True, bufsize=1)
+        self.acked = 0
+        self.stop_flag = False
+        self.pause = pause
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        n = self.acked
+        try:
+            while not self.stop_flag:
+                n += 1
+                self.p.stdin.write("INSERT INTO c VALUES (%d); SELECT %d;\n" % (n, n))
+                self.p.stdin.flush()
+                assert int(self.p.stdout.readline()) == n
+                self.acked = n
+                time.sleep(self.pause)
+        except (BrokenPipeError, OSError, ValueError):
+            pass
+
+    def stop(self):
+        self.stop_flag = True
+        self.t.join(timeout=30)
+        self.p.stdin.close()
+        self.p.wait(timeout=30)
+
+
+def lsn_flushed(server):
+    return int(server.sql("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS "
+                          "WHERE VARIABLE_NAME = 'INNODB_LSN_FLUSHED'"))
+
+
+@pytest.mark.parametrize("trx_commit", [0, 2])
+def test_every_commit_acknowledged_before_the_freeze_is_in_the_image(db, trx_commit, capsys):
+    """innodb_flush_log_at_trx_commit=0 keeps commits in InnoDB's log buffer
+    for up to innodb_flush_log_at_timeout seconds, and FLUSH ENGINE LOGS does
+    not write it out on MariaDB.  Under a commit load, right after InnoDB's
+    background log flush (so the next one is seconds away), freeze through
+    the agent, copy the image, restore it as a server: every row whose commit
+    was acknowledged before the freeze call must be there.  (At 2 commits
+    are written to the OS at once; the freeze writes them out.)"""
+    work, fs, server, etc = db
+    server.sql("CREATE TABLE IF NOT EXISTS t.c (n INT PRIMARY KEY) ENGINE=InnoDB; TRUNCATE t.c;"
+               "SET GLOBAL innodb_flush_log_at_timeout=3;"
+               "SET GLOBAL innodb_flush_log_at_trx_commit=%d" % trx_commit)
+    committer = Committer(server)
+    agent = sandbox.Agent(AGENT, work, ["-F%s" % (etc / "fsfreeze-hook")], env=hook_env(work, server))
+    copy = work / ("snap-trx%d.img" % trx_commit)
+    try:
+        with agent.conn() as c:
+            deadline = time.monotonic() + 30
+            while committer.acked < 100:  # a load that has run a while
+                assert time.monotonic() < deadline and committer.t.is_alive(), "the committer is stuck"
+                time.sleep(0.05)
+            before = lsn_flushed(server)
+            deadline = time.monotonic() + 10
+            while lsn_flushed(server) == before:  # InnoDB's once-per-timeout log write
+                assert time.monotonic() < deadline, "InnoDB never flushed its log"
+                time.sleep(0.01)
+            time.sleep(0.3)  # commits the next background flush is seconds away from
+            acked = committer.acked
+            t0 = time.monotonic()
+            r = c.cmd("guest-fsfreeze-freeze-list", {"mountpoints": [fs.path]})
+            took = time.monotonic() - t0
+            assert r == {"return": 1}, (r, agent.log_text())
+            try:
+                subprocess.run(["cp", "--sparse=always", str(fs.image), str(copy)], check=True)
+            finally:
+                assert c.cmd("guest-fsfreeze-thaw") == {"return": 1}
+    finally:
+        fs.thaw()
+        agent.stop()
+        committer.stop()
+        server.sql("SET GLOBAL innodb_flush_log_at_trx_commit=1; SET GLOBAL innodb_flush_log_at_timeout=1")
+    try:
+        with mounted(copy, work, ro=False) as mnt:
+            v = Server(datadir=mnt / "data", init=False)
+            try:
+                n = int(v.sql("SELECT COUNT(*) FROM t.c WHERE n <= %d" % acked))
+            finally:
+                v.stop()
+    finally:
+        copy.unlink()
+    with capsys.disabled():
+        print("\n  trx_commit=%d: %d commits acknowledged before the freeze, %d in the restored image;"
+              " freeze call %.2f s" % (trx_commit, acked, n, took))
+    assert acked > 50, "the load committed too little to tell"
+    assert n == acked, "%d commits acknowledged before the freeze are missing from the image" % (acked - n)

@@ -1,5 +1,8 @@
 """Database servers for tests, started by hand and stopped by PID (no
-systemd here): MariaDB, PostgreSQL."""
+systemd here): MariaDB (also as a binlog primary, a replica, a one-node
+Galera cluster), PostgreSQL (also as a standby).  Unix sockets, or TCP on
+127.0.0.1 only where replication needs it."""
+import atexit
 import glob
 import os
 import shutil
@@ -13,13 +16,46 @@ MARIADBD = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
 PGBIN = (sorted(glob.glob("/usr/lib/postgresql/*/bin")) or [None])[-1]
 
 
+GALERA = "/usr/lib/galera/libgalera_smm.so"
+_template = None
+
+
+def _installed_datadir():
+    """mariadb-install-db once per process (seconds each time); servers start
+    on a copy."""
+    global _template
+    if _template is None:
+        d = Path(tempfile.mkdtemp(prefix="qmdb-template-", dir="/tmp"))
+        os.chmod(d, 0o755)
+        data = d / "data"
+        data.mkdir()
+        shutil.chown(data, "mysql", "mysql")
+        subprocess.run(["mariadb-install-db", "--no-defaults", "--user=mysql", "--datadir=%s" % data,
+                        "--skip-test-db", "--auth-root-authentication-method=socket",
+                        "--innodb-log-file-size=16M", "--innodb-buffer-pool-size=64M"],
+                       check=True, capture_output=True)
+        atexit.register(shutil.rmtree, str(d), True)
+        _template = data
+    return _template
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class Server:
     """A MariaDB server started by hand (no systemd), stopped by PID; datadir
     may be given (e.g. on a loop-mounted test filesystem)."""
 
-    def __init__(self, datadir=None, init=True, settings=()):
+    def __init__(self, datadir=None, init=True, settings=(), schema=True):
         """init=False starts a server on an existing datadir (a restored
-        snapshot); `settings` are extra [mysqld] lines."""
+        snapshot); `settings` are extra [mysqld] lines (later lines win, so
+        "skip-networking=0" or "log-bin" override the defaults); schema=False
+        leaves out the test tables (a replica gets them from its primary)."""
         self.dir = Path(tempfile.mkdtemp(prefix="qmdb-", dir="/tmp"))
         os.chmod(self.dir, 0o755)  # mysqld runs as user mysql
         for d in ("run", "log"):
@@ -38,8 +74,14 @@ class Server:
             % (self.data, self.sock, self.dir / "run" / "s.pid", self.log)
             + "".join(s + "\n" for s in settings))
         if init:
-            subprocess.run(["mariadb-install-db", "--defaults-file=%s" % self.cnf, "--user=mysql",
-                            "--datadir=%s" % self.data], check=True, capture_output=True)
+            subprocess.run(["cp", "-a", "%s/." % _installed_datadir(), str(self.data)], check=True)
+        self.start()
+        if init and schema:
+            self.sql("INSTALL SONAME 'metadata_lock_info'; CREATE DATABASE t;"
+                     "CREATE TABLE t.my (i INT) ENGINE=MyISAM; CREATE TABLE t.inno (i INT) ENGINE=InnoDB;"
+                     "INSERT INTO t.my VALUES (1),(2),(3),(4)")
+
+    def start(self):
         t0 = time.monotonic()
         self.proc = subprocess.Popen([MARIADBD, "--defaults-file=%s" % self.cnf],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -49,12 +91,15 @@ class Server:
                              capture_output=True).returncode != 0:
             assert self.proc.poll() is None and time.monotonic() < deadline, \
                 "mariadbd did not start: " + self.log_text()[-2000:]
-            time.sleep(0.1)
+            time.sleep(0.05)
         self.start_seconds = time.monotonic() - t0
-        if init:
-            self.sql("INSTALL SONAME 'metadata_lock_info'; CREATE DATABASE t;"
-                     "CREATE TABLE t.my (i INT) ENGINE=MyISAM; CREATE TABLE t.inno (i INT) ENGINE=InnoDB;"
-                     "INSERT INTO t.my VALUES (1),(2),(3),(4)")
+
+    def crash_restart(self):
+        """SIGKILL mariadbd (by PID) and start it again on the same datadir:
+        connection ids start over."""
+        self.proc.kill()
+        self.proc.wait()
+        self.start()
 
     def log_text(self):
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -90,7 +135,9 @@ class PgCluster:
     `datadir` may be given (e.g. on a loop-mounted test filesystem) and, with
     init=False, may already hold a cluster (a restored snapshot)."""
 
-    def __init__(self, base, port, datadir=None, settings=(), init=True, fsync=False):
+    def __init__(self, base, port, datadir=None, settings=(), init=True, fsync=False, sockdirs=None):
+        """sockdirs: socket directories instead of the cluster's own run
+        directory (the first one is used to talk to it)."""
         self.dir = Path(base) / ("pg%d" % port)
         self.data = Path(datadir) if datadir else self.dir / "data"
         self.run = self.dir / "run"
@@ -104,7 +151,10 @@ class PgCluster:
             shutil.chown(self.data.parent, "postgres", "postgres")
             r = as_postgres(Path(PGBIN) / "initdb", "-D", self.data, "-A", "trust", "--no-sync")
             assert r.returncode == 0, r.stderr
-        opts = ["-k %s" % self.run, "-p %d" % port, "-c listen_addresses=''"]
+        if sockdirs:
+            self.run = Path(sockdirs[0])
+        opts = ["-k %s" % ",".join(str(d) for d in sockdirs or [self.run]), "-p %d" % port,
+                "-c listen_addresses=''"]
         opts += [] if fsync else ["-c fsync=off"]
         opts += ["-c %s" % s for s in settings]
         t0 = time.monotonic()
@@ -133,3 +183,16 @@ class PgCluster:
             os.kill(self.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def pg_standby(primary, base, port, settings=()):
+    """A streaming standby of `primary` (pg_basebackup -R over its socket),
+    started; hot_standby=off in `settings` makes it reject connections."""
+    data = Path(base) / ("standby%d" % port)
+    data.mkdir()
+    shutil.chown(data, "postgres", "postgres")
+    data.chmod(0o700)
+    r = as_postgres(Path(PGBIN) / "pg_basebackup", "-D", data, "-R", "-X", "stream", "-c", "fast",
+                    "-h", primary.run, "-p", primary.port, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return PgCluster(base, port, datadir=data, init=False, settings=settings)
