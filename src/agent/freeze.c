@@ -73,6 +73,7 @@ void freezer_init(struct freezer *f)
 		.ops = &freeze_ops_ioctl,
 		.timerfd = -1,
 		.pipe = {-1, -1},
+		.report = {.last_thaw = -1},
 	};
 }
 
@@ -441,7 +442,7 @@ int freezer_freeze(struct freezer *f, const struct strlist *mountpoints, struct 
 		mounts_free(&targets);
 		return r;
 	}
-	f->report = (struct freeze_report){0};
+	f->report = (struct freeze_report){.last_thaw = -1};
 	f->thaw_hook_owed = f->hook != NULL;
 	if ((r = marker_write(f, e)) < 0) {
 		f->thaw_hook_owed = false;
@@ -524,6 +525,7 @@ int freezer_thaw(struct freezer *f, struct err *e)
 	}
 	marker_remove(f);
 	log_info("guest-fsthaw called: %d filesystem(s) thawed", n);
+	f->report.last_thaw = n;
 	int r = settle_hook(f, e);
 	if (r < 0)
 		return r;
@@ -624,6 +626,8 @@ struct json_object *freezer_report_json(const struct freezer *f)
 	if (r->thawed_ns)
 		json_object_object_add(o, "thawed-at-ns", json_object_new_int64(r->thawed_ns));
 	json_object_object_add(o, "filesystems", json_object_new_int(r->filesystems));
+	if (r->last_thaw >= 0)
+		json_object_object_add(o, "last-thaw-filesystems", json_object_new_int(r->last_thaw));
 	json_object_object_add(o, "auto-thawed", json_object_new_boolean(r->auto_thawed));
 	json_object_object_add(o, "recovered", json_object_new_boolean(r->recovered));
 	struct json_object *hooks = json_object_new_array();

@@ -54,6 +54,10 @@ struct freeze_hook_run {
 struct freeze_report {
 	int64_t frozen_ns, thawed_ns; /* CLOCK_REALTIME; 0 = not (yet) */
 	int filesystems;
+	int last_thaw;                /* filesystems the latest thaw call thawed (any caller);
+				       * -1: none yet.  A host that reads it right after its own
+				       * thaw learns the count even when the thaw hook failed and
+				       * the thaw itself answered with that error */
 	bool auto_thawed;             /* the watchdog thawed, not the host */
 	bool recovered;               /* frozen by an earlier agent instance */
 	struct freeze_hook_run hooks[FREEZE_MAX_HOOK_RUNS];

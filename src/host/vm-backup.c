@@ -63,6 +63,7 @@ struct vmb {
 	char reason[512];
 	int fs_frozen, fs_thawed;
 	char thaw_failed[256]; /* the thaw's error answer: the guest thawed, its thaw hook failed */
+	bool hook_failed;      /* a hook said the application's consistent point did not hold */
 	int64_t t_freeze_sent, t_frozen, t_txn_done, t_thawed;
 	char id[64], when[32]; /* the snapshot's name and time: the point in time */
 	json_object *report; /* quiesce-freeze-report, if the agent has it */
@@ -380,12 +381,19 @@ static void judge(struct vmb *v)
 		set_level(v, "crash", "the agent froze no filesystem");
 		return;
 	}
+	/* A thaw that answered with the thaw hook's error carries no count;
+	 * quiesce-agent's report has it (its latest thaw is ours: we read it
+	 * right after).  A thaw that was lost and sent again counts 0 there. */
+	if (v->fs_thawed < 0 && v->report &&
+	    json_object_object_get_ex(v->report, "last-thaw-filesystems", &x))
+		v->fs_thawed = json_object_get_int(x);
 	/* A thaw hook that failed says an application may have lost its hold
 	 * while the guest was frozen (a killed lock holder, a server restart):
 	 * the image is not what the freeze hook promised (docs/hooks.md). */
 	char hook_failure[300] = "";
-	for (size_t i = 0; v->report && i < json_object_array_length(json_object_object_get(v->report, "hooks")); i++) {
-		json_object *h = json_object_array_get_idx(json_object_object_get(v->report, "hooks"), i);
+	json_object *hooks = v->report ? json_object_object_get(v->report, "hooks") : NULL;
+	for (size_t i = 0; json_object_is_type(hooks, json_type_array) && i < json_object_array_length(hooks); i++) {
+		json_object *h = json_object_array_get_idx(hooks, i);
 		if (strcmp(json_object_get_string(json_object_object_get(h, "action")) ?: "", "thaw") != 0)
 			continue;
 		if (json_object_get_boolean(json_object_object_get(h, "timed-out")))
@@ -396,16 +404,17 @@ static void judge(struct vmb *v)
 	}
 	if (!hook_failure[0] && v->thaw_failed[0])
 		snprintf(hook_failure, sizeof(hook_failure), "the thaw answered: %s", v->thaw_failed);
-	if (hook_failure[0]) {
-		set_level(v, "crash",
-			  "%s: an application may have lost its consistent point while the guest was frozen "
-			  "(the hook's log in the guest says why)",
-			  hook_failure);
-		return;
-	}
+	v->hook_failed = hook_failure[0] != '\0';
 	if (v->fs_thawed < 0) {
-		set_level(v, "crash", "quiesce's thaw got no answer (only its confirmation did), so whether the guest "
-				      "stayed frozen until the point in time is unknown");
+		if (hook_failure[0])
+			set_level(v, "crash",
+				  "%s, so how many filesystems it thawed is unknown, and with it whether the guest stayed "
+				  "frozen until the point in time; and an application may have lost its consistent point "
+				  "while frozen (the hook's log in the guest says why)",
+				  hook_failure);
+		else
+			set_level(v, "crash", "quiesce's thaw got no answer (only its confirmation did), so whether the "
+					      "guest stayed frozen until the point in time is unknown");
 		return;
 	}
 	if (v->fs_thawed < v->fs_frozen) {
@@ -415,10 +424,18 @@ static void judge(struct vmb *v)
 			  v->fs_thawed, v->fs_frozen, v->fs_frozen == 1 ? "" : "s");
 		return;
 	}
+	if (hook_failure[0]) {
+		/* the filesystems stayed frozen to the point in time: what holds is
+		 * their consistency, not the application's */
+		set_level(v, "filesystem",
+			  "%d filesystem%s frozen, but %s: an application may have lost its consistent point while the "
+			  "guest was frozen (the hook's log in the guest says why)",
+			  v->fs_frozen, v->fs_frozen == 1 ? "" : "s", hook_failure);
+		return;
+	}
 	if (v->report) {
 		bool hook_ok = false;
-		json_object *hooks = json_object_object_get(v->report, "hooks");
-		for (size_t i = 0; i < json_object_array_length(hooks); i++) {
+		for (size_t i = 0; json_object_is_type(hooks, json_type_array) && i < json_object_array_length(hooks); i++) {
 			json_object *h = json_object_array_get_idx(hooks, i);
 			if (!strcmp(json_object_get_string(json_object_object_get(h, "action")) ?: "", "freeze"))
 				hook_ok = json_object_get_int(json_object_object_get(h, "exit-status")) == 0;
@@ -528,7 +545,7 @@ int vm_backup_run(struct cli *c, struct vm_backup_opts *o, const char *name, con
 		goto out;
 	}
 	judge(&v);
-	if (o->policy == POLICY_REQUIRE_APP && strcmp(v.level, "crash") == 0) {
+	if (o->policy == POLICY_REQUIRE_APP && (strcmp(v.level, "crash") == 0 || v.hook_failed)) {
 		rc = xerr(&c->err, QX_CONSISTENCY, "%s; --consistency require-app: nothing was backed up", v.reason);
 		goto out;
 	}

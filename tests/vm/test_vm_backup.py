@@ -280,15 +280,17 @@ exit 0
 def test_failed_thaw_hook_is_never_application_consistent(vm, agent, tmp_path):
     """The thaw hook fails — what a hook does when the hold it took was lost
     while frozen (docs/hooks.md): the guest is thawed and the backup stored,
-    but never as application- (or filesystem-) consistent, and the reason
-    says it was the thaw hook; require-app refuses it."""
+    but never as application-consistent, and the reason says it was the thaw
+    hook; require-app refuses it."""
     g = boot(vm, agent, tmp_path, FAILING_THAW_HOOK, rc_text=None)
     repo, state = tmp_path / "repo", tmp_path / "state"
     run(QUIESCE, "init", "--repo", repo)
     r = quiesce(g, repo, state)
     meta = json.loads(r.stdout)["metadata"]
-    assert meta["consistency"] == "crash", meta
-    assert "thaw hook" in meta["consistency_reason"] or "fsfreeze hook has failed" in meta["consistency_reason"], meta
+    # quiesce-agent's report says how many filesystems the failed thaw thawed, so the
+    # filesystems' consistency is proven; qemu-ga's error answer carries no count
+    assert meta["consistency"] == ("filesystem" if agent.name == "quiesce" else "crash"), meta
+    assert "thaw hook failed" in meta["consistency_reason"] or "fsfreeze hook has failed" in meta["consistency_reason"], meta
     assert "may have lost its consistent point" in meta["consistency_reason"], meta
     assert freeze_status(g) == "thawed"
     r = quiesce(g, repo, state, "--consistency", "require-app", check=False)
