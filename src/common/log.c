@@ -25,6 +25,7 @@
 
 struct held {
 	enum log_level level;
+	struct timespec when; /* when it was logged: written out with that time, not the release's */
 	char text[SLOT_LEN];
 };
 
@@ -86,20 +87,29 @@ void log_use_syslog(const char *ident)
 	to_syslog = true;
 }
 
-static void emit(enum log_level level, const char *text)
+/* Write one record, stamped `when` (NULL: now).  syslog stamps records
+ * itself, at the moment it receives them, so a held one says in its text
+ * when it was logged. */
+static void emit(enum log_level level, const char *text, const struct timespec *when)
 {
-	if (to_syslog) {
-		static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
-		syslog(prio[level], "%s", text);
-		return;
-	}
 	char stamp[32];
 	struct timespec ts;
 	struct tm tm;
-	clock_gettime(CLOCK_REALTIME, &ts);
+	if (when)
+		ts = *when;
+	else
+		clock_gettime(CLOCK_REALTIME, &ts);
 	localtime_r(&ts.tv_sec, &tm);
 	size_t n = strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(stamp + n, sizeof(stamp) - n, ".%03ld", ts.tv_nsec / 1000000);
+	if (to_syslog) {
+		static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+		if (when)
+			syslog(prio[level], "(logged at %s, while frozen) %s", stamp, text);
+		else
+			syslog(prio[level], "%s", text);
+		return;
+	}
 	char line[SLOT_LEN + 64];
 	int len = snprintf(line, sizeof(line), "%s %s: %s\n", stamp, level_names[level], text);
 	if (len < 0)
@@ -121,7 +131,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	va_end(ap);
 
 	if (!held) {
-		emit(level, text);
+		emit(level, text, NULL);
 		return;
 	}
 	if (!ring)
@@ -137,6 +147,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	}
 	struct held *h = &ring[(ring_head + ring_count) % RING_SLOTS];
 	h->level = level;
+	clock_gettime(CLOCK_REALTIME, &h->when);
 	memcpy(h->text, text, sizeof(h->text));
 	ring_count++;
 }
@@ -197,14 +208,14 @@ void log_release(void)
 		if (log_open_file(path, &e) < 0) {
 			char text[sizeof(e.msg) + 32];
 			snprintf(text, sizeof(text), "%s; logging to stderr", e.msg);
-			emit(LOG_LVL_ERROR, text);
+			emit(LOG_LVL_ERROR, text, NULL);
 		}
 		free(path);
 	}
 	if (ring_dropped)
-		emit(LOG_LVL_WARN, "log messages were dropped while filesystems were frozen");
+		emit(LOG_LVL_WARN, "log messages were dropped while filesystems were frozen", NULL);
 	for (; ring_count; ring_count--) {
-		emit(ring[ring_head].level, ring[ring_head].text);
+		emit(ring[ring_head].level, ring[ring_head].text, &ring[ring_head].when);
 		ring_head = (ring_head + 1) % RING_SLOTS;
 	}
 	ring_head = 0;

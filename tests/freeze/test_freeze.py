@@ -5,6 +5,7 @@ is every filesystem thawed, did the thaw hook run exactly once after a
 freeze hook, and do the reply and the log say what happened?
 """
 import json
+import datetime
 import os
 import signal
 import subprocess
@@ -352,6 +353,25 @@ def test_log_on_the_frozen_filesystem_never_blocks_the_agent(sb):
         "messages held during the freeze were not written after the thaw"
 
 
+def test_held_log_records_keep_the_time_they_were_logged(sb):
+    """A record held while frozen is written after the thaw with the time it
+    was logged, not the time of the thaw: an admin reading the log must see
+    when things happened inside the window."""
+    fs = sb.fs()
+    log = Path(fs.path) / "agent.log"
+    ag = sb.agent("-l", str(log), "-v")
+    with ag.conn(timeout=10) as c:
+        assert freeze_list(c, fs.path) == {"return": 1}
+        assert c.cmd("guest-ping") == {"return": {}}
+        time.sleep(1.2)  # the gap to be seen in the stamps, not synchronisation
+        assert c.cmd("guest-fsfreeze-thaw") == {"return": 1}
+    lines = log.read_text().splitlines()
+    ping = next(l for l in lines if "running guest-ping" in l)
+    thaw = next(l for l in lines if "guest-fsthaw called" in l)
+    stamp = lambda l: datetime.datetime.strptime(l.split(" ", 1)[0], "%Y-%m-%dT%H:%M:%S.%f")
+    assert (stamp(thaw) - stamp(ping)).total_seconds() >= 1.0, (ping, thaw)
+
+
 def test_dispatcher_and_application_hooks_through_the_agent(sb):
     """hooks/fsfreeze-hook as the agent's hook, with two application hooks:
     a failure in the second undoes the first, the freeze fails and nothing is
@@ -495,8 +515,9 @@ def test_watchdog_thaws_while_the_channel_cannot_be_opened(sb):
     assert wait_for(lambda: sb.hook_calls() == ["freeze", "thaw"])
     assert not marker(ag).exists()
     assert ag2.proc.poll() is None, "the agent must keep retrying its channel"
-    log = ag2.log_text()
-    assert "will retry" in log and "the watchdog thawed 1 filesystem(s)" in log, log
+    # the watchdog's line is written once its thaw hook has returned
+    assert wait_for(lambda: "the watchdog thawed 1 filesystem(s)" in ag2.log_text()), ag2.log_text()
+    assert "will retry" in ag2.log_text()
 
 
 def hook_output(log, action):
